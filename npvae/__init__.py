@@ -1,0 +1,19 @@
+"""npvae: a semi-supervised mixture-prior VAE in NumPy with hand-written backprop.
+
+Public API (shapes in the docstrings):
+    Config                      every setting, defaults = the mixture_k10 run
+    init_params(cfg, rng)       -> Params (flat buffer with named views)
+    draw_noise(cfg, B, rng)     -> Noise (reparameterisation eps, dropout masks)
+    loss_and_grads(p, x, y, noise, cfg) -> (loss, grads, terms)
+    evaluate(p, x, cfg)         -> (Outputs, terms) in eval mode (z = mu, no dropout)
+"""
+from .config import Config, ConfigError
+from .model import Outputs, evaluate, forward, backward, loss_and_grads, TERMS
+from .noise import Noise, draw_noise
+from .optim import AdamState, adamw_step, clip_by_global_norm
+from .params import Layout, Params, init_params
+
+__version__ = "0.1.0"
+__all__ = ["Config", "ConfigError", "Outputs", "evaluate", "forward", "backward",
+           "loss_and_grads", "TERMS", "Noise", "draw_noise", "AdamState", "adamw_step",
+           "clip_by_global_norm", "Layout", "Params", "init_params"]

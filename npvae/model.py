@@ -1,0 +1,180 @@
+"""The mixture-prior VAE: forward pass, loss (spec sections 2-3) and its exact gradient.
+
+Data flow, one z per image shared by every component (B images, K components):
+
+    x (B,D) -> trunk -> h (B,H) -> a (B,K) -> q = softmax(a)               q(c|x)
+                                -> mu (B,d), lv (B,d) -> z = mu + e^{lv/2} eps
+    pi = softmax(pi_logits) (K,)                                          p(c)
+    hz = lrelu(z Wz + bz) (B,P)     hc = lrelu(embed We + be) (K,P)
+    g = concat(hz_i, hc_k) (B,K,2P) -> decoder MLP -> l (B,K,D)           logits of p(x|z,c)
+    z -> classifier MLP (dropout in training) -> logits (B,C)
+
+    L = w_rec/B sum_ik q_ik BCE(x_i, l_ik) + w_kl/B sum_i KL(q(z|x_i)||N(0,I))
+      + w_klc/B sum_i KL(q(c|x_i)||pi) + w_dir Dir(pi) + w_div H(mean_i q_i) + w_cls CE_labeled
+
+`forward` computes everything and keeps a cache; `backward` walks the same graph in reverse.
+This is the readable reference path: every step is a layer pair from layers.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layers as L
+from .config import Config
+from .noise import Noise
+from .params import Params
+
+TERMS = ("recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls")
+
+
+@dataclass
+class Outputs:
+    q: np.ndarray           # (B, K) responsibilities q(c|x)
+    mu: np.ndarray          # (B, d)
+    lv: np.ndarray          # (B, d) log-variance
+    z: np.ndarray           # (B, d) the sample (= mu in eval mode)
+    logits: np.ndarray      # (B, K, D) decoder logits for every component
+    cls_logits: np.ndarray  # (B, C) classifier logits
+    pi: np.ndarray          # (K,) prior mixture weights
+
+
+def mlp_forward(h, p, prefix, n_layers, last_linear, masks=None):
+    """Dense layers prefix0..prefix{n-1} with lrelu between (and after the last unless
+    last_linear); dropout mask i follows the lrelu of layer i when given."""
+    caches = []
+    for i in range(n_layers):
+        h, c_lin = L.linear_forward(h, p[f"{prefix}{i}.W"], p[f"{prefix}{i}.b"])
+        c_act = c_drop = None
+        if i < n_layers - 1 or not last_linear:
+            h, c_act = L.lrelu_forward(h)
+            if masks is not None and i < len(masks):
+                h, c_drop = L.dropout_forward(h, masks[i])
+        caches.append((c_lin, c_act, c_drop))
+    return h, caches
+
+
+def mlp_backward(dh, caches, g, prefix):
+    """Reverse of mlp_forward; writes dW, db into the gradient views g; returns d(input)."""
+    for i in reversed(range(len(caches))):
+        c_lin, c_act, c_drop = caches[i]
+        if c_drop is not None:
+            dh = L.dropout_backward(dh, c_drop)
+        if c_act is not None:
+            dh = L.lrelu_backward(dh, c_act)
+        dh, g[f"{prefix}{i}.W"][...], g[f"{prefix}{i}.b"][...] = L.linear_backward(dh, c_lin)
+    return dh
+
+
+def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
+    """Training mode when `noise` is given (sampled z, dropout), eval mode otherwise
+    (z = mu, no dropout).  x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
+    Returns (loss, terms dict of weighted terms, Outputs, cache)."""
+    B, K, P = x.shape[0], cfg.K, cfg.pathway_dim
+    # encoder: trunk, then three heads
+    h, c_trunk = mlp_forward(x, p, "enc", len(cfg.hidden_dims), last_linear=False)
+    a, c_a = L.linear_forward(h, p["enc_c.W"], p["enc_c.b"])
+    q, c_q = L.softmax_forward(a)                                           # (B, K)
+    mu, c_mu = L.linear_forward(h, p["enc_mu.W"], p["enc_mu.b"])            # (B, d)
+    lv, c_lv = L.linear_forward(h, p["enc_lv.W"], p["enc_lv.b"])            # (B, d)
+    if noise is not None:
+        z, c_z = L.reparam_forward(mu, lv, noise.eps)
+    else:
+        z, c_z = mu, None
+    # prior
+    pi, c_pi = L.softmax_forward(p["pi_logits"])                            # (K,)
+    # decoder: both pathways, every (image, component) pair
+    az, c_az = L.linear_forward(z, p["dec_z.W"], p["dec_z.b"])
+    hz, c_hz = L.lrelu_forward(az)                                          # (B, P)
+    ae, c_ae = L.linear_forward(p["embed"], p["dec_e.W"], p["dec_e.b"])
+    hc, c_hc = L.lrelu_forward(ae)                                          # (K, P)
+    g = np.concatenate([np.broadcast_to(hz[:, None, :], (B, K, P)),
+                        np.broadcast_to(hc[None, :, :], (B, K, P))], axis=-1)  # (B, K, 2P)
+    n_dec = len(cfg.decoder_dims) + 1
+    l, c_dec = mlp_forward(g.reshape(B * K, 2 * P), p, "dec", n_dec, last_linear=True)
+    l = l.reshape(B, K, -1)                                                 # (B, K, D)
+    # classifier on z
+    masks = noise.masks if noise is not None else None
+    n_cls = len(cfg.classifier_dims) + 1
+    cls_logits, c_cls = mlp_forward(z, p, "cls", n_cls, last_linear=True, masks=masks)
+
+    # loss terms, each already weighted (spec section 3)
+    bce, c_bce = L.bce_logits_forward(l, x[:, None, :])                     # (B, K)
+    klz, c_klz = L.gauss_kl_forward(mu, lv)                                 # (B,)
+    klc, c_klc = L.cat_kl_forward(q, pi)                                    # (B,)
+    dirp, c_dir = L.dirichlet_forward(pi, cfg.dirichlet_alpha)              # scalar
+    usage = q.mean(axis=0)                                                  # (K,) p_hat
+    ent, c_ent = L.entropy_forward(usage)                                   # scalar
+    ce, c_ce = L.labeled_ce_forward(cls_logits, y)                          # scalar
+    terms = {
+        "recon": cfg.w_rec * float((q * bce).sum()) / B,
+        "kl_z": cfg.w_kl * float(klz.sum()) / B,
+        "kl_c": cfg.w_klc * float(klc.sum()) / B,
+        "dirichlet": cfg.w_dir * float(dirp),
+        "diversity": cfg.w_div * float(ent),
+        "cls": cfg.w_cls * float(ce),
+    }
+    loss = sum(terms.values())
+    out = Outputs(q, mu, lv, z, l, cls_logits, pi)
+    cache = (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_az, c_hz, c_ae, c_hc,
+             c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce)
+    return loss, terms, out, cache
+
+
+def backward(p: Params, cache, cfg: Config) -> Params:
+    """Exact gradient of the total loss with respect to every parameter array."""
+    (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_az, c_hz, c_ae, c_hc,
+     c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce) = cache
+    g = p.zeros_like()
+    K, P = cfg.K, cfg.pathway_dim
+    # loss terms -> their inputs
+    dl = L.bce_logits_backward(cfg.w_rec / B * q, c_bce)                    # (B, K, D)
+    dq = cfg.w_rec / B * bce                                                # (B, K)
+    dmu, dlv = L.gauss_kl_backward(np.full(B, cfg.w_kl / B, q.dtype), c_klz)
+    dq_klc, dpi = L.cat_kl_backward(np.full(B, cfg.w_klc / B, q.dtype), c_klc)
+    dq += dq_klc
+    dpi += L.dirichlet_backward(cfg.w_dir, c_dir)                           # (K,)
+    dq += L.entropy_backward(cfg.w_div, c_ent)[None, :] / B                 # d usage / d q = 1/B
+    dcls = L.labeled_ce_backward(cfg.w_cls, c_ce)                           # (B, C)
+
+    # classifier -> z
+    dz = mlp_backward(dcls, c_cls, g, "cls")                                # (B, d)
+    # decoder -> both pathways -> z and the embeddings
+    dg = mlp_backward(dl.reshape(B * K, -1), c_dec, g, "dec").reshape(B, K, 2 * P)
+    dhz = dg[:, :, :P].sum(axis=1)                      # hz_i was shared by all K pairs (B, P)
+    dhc = dg[:, :, P:].sum(axis=0)                      # hc_k was shared by all B pairs (K, P)
+    daz = L.lrelu_backward(dhz, c_hz)
+    dz_dec, g["dec_z.W"][...], g["dec_z.b"][...] = L.linear_backward(daz, c_az)
+    dz += dz_dec
+    dae = L.lrelu_backward(dhc, c_hc)
+    g["embed"][...], g["dec_e.W"][...], g["dec_e.b"][...] = L.linear_backward(dae, c_ae)
+    # prior
+    g["pi_logits"][...] = L.softmax_backward(dpi, c_pi)
+    # z -> mu, lv (eval mode: z = mu)
+    if c_z is not None:
+        dmu_z, dlv_z = L.reparam_backward(dz, c_z)
+        dmu, dlv = dmu + dmu_z, dlv + dlv_z
+    else:
+        dmu = dmu + dz
+    # encoder heads -> trunk
+    da = L.softmax_backward(dq, c_q)
+    dh, g["enc_c.W"][...], g["enc_c.b"][...] = L.linear_backward(da, c_a)
+    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)
+    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)
+    mlp_backward(dh + dh_mu + dh_lv, c_trunk, g, "enc")
+    return g
+
+
+def loss_and_grads(p: Params, x, y, noise: Noise, cfg: Config):
+    """Pure function of (params, batch, noise) -> (loss, grads, terms)."""
+    loss, terms, _, cache = forward(p, x, y, cfg, noise)
+    return loss, backward(p, cache, cfg), terms
+
+
+def evaluate(p: Params, x, cfg: Config, y=None):
+    """Eval-mode forward (z = mu, no dropout): (Outputs, terms). y defaults to all unlabeled."""
+    if y is None:
+        y = np.full(x.shape[0], -1)
+    loss, terms, out, _ = forward(p, x, y, cfg, None)
+    return out, {**terms, "loss": loss}

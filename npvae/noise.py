@@ -1,0 +1,29 @@
+"""The only randomness inside a training step, drawn outside the loss.
+
+The loss is a pure function of (parameters, batch, noise): tests freeze the noise to check
+gradients, and a run is reproducible because every draw comes from a Generator passed in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config
+
+
+@dataclass
+class Noise:
+    eps: np.ndarray                  # (B, d) standard normal, for z = mu + exp(lv/2) eps
+    masks: tuple[np.ndarray, ...]    # classifier dropout, one (B, C[i]) per hidden layer,
+                                     # entries 0 or 1/keep (inverted dropout)
+
+
+def draw_noise(cfg: Config, batch_size: int, rng: np.random.Generator) -> Noise:
+    """Draw eps ~ N(0, I) and the dropout keep-masks (keep probability 1 - dropout)."""
+    dtype = np.dtype(cfg.dtype)
+    eps = rng.standard_normal((batch_size, cfg.latent_dim)).astype(dtype)
+    keep = 1.0 - cfg.dropout
+    masks = tuple((rng.random((batch_size, width)) < keep).astype(dtype) / dtype.type(keep)
+                  for width in cfg.classifier_dims)
+    return Noise(eps, masks)
