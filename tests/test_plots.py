@@ -1,0 +1,146 @@
+"""Each figure function writes a readable, reasonably sized PNG from synthetic arrays."""
+from __future__ import annotations
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from npvae import plots
+
+SEED_PATHS = {
+    "loss_comparison.png",
+    "latent_spaces.png",
+    "latent_by_component.png",
+    "responsibility_histogram.png",
+    "model_reconstructions.png",
+    "visualizations/mixture/model_evolution.png",
+    "component_embedding_divergence.png",
+    "model_reconstruction_by_component.png",
+}
+
+
+def _check_png(path, min_side: int = 200) -> np.ndarray:
+    """The file exists, decodes as an image and both sides are at least `min_side` px."""
+    assert path.exists() and path.suffix == ".png"
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] >= min_side and img.shape[1] >= min_side
+    # A blank canvas would mean nothing was drawn.
+    assert img[..., :3].std() > 0.01
+    return img
+
+
+def _history(E: int, K: int, rng: np.random.Generator) -> dict:
+    hist = {"epoch": list(range(1, E + 1))}
+    for split in ("train", "val"):
+        for term in ("loss", "recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls"):
+            hist[f"{split}_{term}"] = list(rng.uniform(0.0, 10.0, size=E))
+    pi = rng.dirichlet(np.ones(K), size=E)
+    hist["pi"] = pi.tolist()  # lists of lists, as the training loop may store them
+    hist["usage"] = rng.dirichlet(np.ones(K), size=E).tolist()
+    return hist
+
+
+def test_figures_table_has_the_seed_paths():
+    assert set(plots.FIGURES.values()) == SEED_PATHS
+    assert len(plots.FIGURES) == 8
+
+
+def test_loss_comparison(tmp_path):
+    rng = np.random.default_rng(0)
+    out = plots.plot_loss_comparison(_history(3, 4, rng), tmp_path / "a" / "loss.png")
+    _check_png(out)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_latent_plots(tmp_path, d):
+    rng = np.random.default_rng(1)
+    N, K = 300, 10
+    mu = rng.normal(size=(N, d))
+    y = rng.integers(0, 10, size=N)
+    comp = rng.integers(0, K, size=N)
+    _check_png(plots.plot_latent_by_label(mu, y, tmp_path / "lab.png"))
+    _check_png(plots.plot_latent_by_component(mu, comp, K, tmp_path / "comp.png"))
+
+
+def test_latent_by_component_many_components_and_bad_ids(tmp_path):
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=(200, 2))
+    _check_png(plots.plot_latent_by_component(mu, rng.integers(0, 20, 200), 20,
+                                              tmp_path / "k20.png"))
+    with pytest.raises(ValueError, match="comp"):
+        plots.plot_latent_by_component(mu, np.full(200, 4), 4, tmp_path / "bad.png")
+
+
+def test_latent_rejects_one_dim(tmp_path):
+    with pytest.raises(ValueError, match="mu"):
+        plots.plot_latent_by_label(np.zeros((5, 1)), np.zeros(5), tmp_path / "x.png")
+
+
+def test_responsibility_histogram(tmp_path):
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0.25, 1.0, size=500)
+    _check_png(plots.plot_responsibility_histogram(conf, tmp_path / "hist.png"))
+
+
+def test_reconstructions(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(10, 784))
+    recon = rng.uniform(size=(10, 784))
+    img = _check_png(plots.plot_reconstructions(x, recon, tmp_path / "rec.png"))
+    assert img.shape[1] > img.shape[0]  # a wide strip of 8 columns over 2 rows
+
+
+@pytest.mark.parametrize("K", [4, 10])
+def test_model_evolution(tmp_path, K):
+    rng = np.random.default_rng(5)
+    hist = _history(3, K, rng)
+    out = plots.plot_model_evolution(hist["pi"], hist["usage"],
+                                     tmp_path / "visualizations" / "mixture" / "evo.png")
+    _check_png(out)
+
+
+@pytest.mark.parametrize("K", [4, 10])
+def test_embedding_divergence(tmp_path, K):
+    rng = np.random.default_rng(6)
+    embed = rng.normal(0.0, 0.02, size=(K, 8))
+    _check_png(plots.plot_embedding_divergence(embed, tmp_path / "div.png"))
+
+
+@pytest.mark.parametrize("K", [4, 10])
+def test_reconstruction_by_component(tmp_path, K):
+    rng = np.random.default_rng(7)
+    n = 3
+    x = rng.uniform(size=(n, 784))
+    logits = rng.normal(size=(n, K, 784))
+    q = rng.dirichlet(np.ones(K), size=n)
+    comp_probs = 1.0 / (1.0 + np.exp(-logits))
+    weighted = 1.0 / (1.0 + np.exp(-(q[:, :, None] * logits).sum(1)))
+    img = _check_png(plots.plot_reconstruction_by_component(x, comp_probs, q, weighted,
+                                                            tmp_path / "rbc.png"))
+    assert img.shape[1] > img.shape[0]  # K + 2 columns, 3 rows
+    with pytest.raises(ValueError, match="comp_probs"):
+        plots.plot_reconstruction_by_component(x, comp_probs[:, :-1], q, weighted,
+                                               tmp_path / "bad.png")
+
+
+def test_all_figures_into_a_run_folder(tmp_path):
+    """Writing every figure to its FIGURES path reproduces the seed's folder layout."""
+    rng = np.random.default_rng(8)
+    N, K = 120, 4
+    hist = _history(3, K, rng)
+    mu = rng.normal(size=(N, 2))
+    q = rng.dirichlet(np.ones(K), size=N)
+    x = rng.uniform(size=(N, 784))
+    logits = rng.normal(size=(3, K, 784))
+    F = {k: tmp_path / v for k, v in plots.FIGURES.items()}
+    plots.plot_loss_comparison(hist, F["loss_comparison"])
+    plots.plot_latent_by_label(mu, rng.integers(0, 10, N), F["latent_spaces"])
+    plots.plot_latent_by_component(mu, q.argmax(1), K, F["latent_by_component"])
+    plots.plot_responsibility_histogram(q.max(1), F["responsibility_histogram"])
+    plots.plot_reconstructions(x[:8], x[8:16], F["reconstructions"])
+    plots.plot_model_evolution(hist["pi"], hist["usage"], F["model_evolution"])
+    plots.plot_embedding_divergence(rng.normal(size=(K, 8)), F["embedding_divergence"])
+    plots.plot_reconstruction_by_component(x[:3], 1 / (1 + np.exp(-logits)), q[:3], x[3:6],
+                                           F["reconstruction_by_component"])
+    for rel in SEED_PATHS:
+        _check_png(tmp_path / rel)
