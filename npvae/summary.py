@@ -1,0 +1,115 @@
+"""From trained weights to the report's numbers and figures (spec sections 5-6).
+
+    model_outputs(p, x, cfg)                      eval-mode q, mu, cls logits for every image
+    summarize(p, cfg, x, y, splits, history, ...) the Summary Metrics (a flat dict)
+    draw_figures(run_dir, p, cfg, x, y, splits, history)   the eight PNGs at the seed's paths
+
+Both run.py (after training) and `python -m npvae.report RUN_DIR` (from a checkpoint) use
+these, so a re-rendered report is the same report.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+from . import plots
+from .config import Config
+from .data import Splits
+from .layers import sigmoid, softmax_forward
+from .model import evaluate
+from .params import Params
+
+
+def model_outputs(p: Params, x, cfg: Config) -> dict[str, np.ndarray]:
+    """Eval mode (z = mu, no dropout) in chunks: q (N,K), mu (N,d), cls_logits (N,C).
+    The (N,K,D) decoder logits are not kept: only the figures need a few of them."""
+    parts = {"q": [], "mu": [], "cls_logits": []}
+    for s in range(0, x.shape[0], cfg.eval_batch_size):
+        out, _ = evaluate(p, x[s:s + cfg.eval_batch_size], cfg)
+        for k in parts:
+            parts[k].append(getattr(out, k))
+    return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+
+
+def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
+              fit_seconds: float, outputs: dict | None = None) -> dict:
+    """Every metric of the report. x, y: all N images with their true labels.
+    'Training' rows are the last epoch of `history` (eval of the training split)."""
+    o = outputs if outputs is not None else model_outputs(p, x, cfg)
+    q, logits = o["q"], o["cls_logits"]
+    val, tr, lab = splits.val, splits.train, splits.labeled
+    last = {k: v[-1] for k, v in history.items() if k.startswith(("train_", "val_"))}
+    u_val = M.usage(q[val])
+    pi = softmax_forward(p["pi_logits"].astype(np.float64))[0]
+    labels, conf = M.majority_labels(q, y, cfg.num_classes)
+    nmi, ari = M.clustering_scores(q, y)
+    epochs = len(history["epoch"])
+    s = {
+        "loss": last["train_loss"], "recon_loss": last["train_recon"],
+        "kl_z": last["train_kl_z"], "kl_c": last["train_kl_c"],
+        "training_time_sec": fit_seconds, "epochs_completed": epochs,
+        "accuracy": M.accuracy(logits, y),
+        "classification_loss": last["train_cls"],
+        "K": cfg.K,
+        "component_entropy": M.component_entropy(q[tr]),
+        **M.pi_stats(pi),
+        "k_eff": M.effective_components(u_val),
+        "active_components": M.active_components(u_val),
+        "responsibility_confidence_mean": M.responsibility_confidence(q[val]),
+        "component_majority_labels": labels,
+        "component_majority_confidence": conf,
+        "nmi": nmi, "ari": ari,
+        # rows we add (clearly named in the report)
+        "dirichlet": last["train_dirichlet"], "diversity": last["train_diversity"],
+        "seconds_per_epoch": fit_seconds / max(epochs, 1),
+        "val_loss": last["val_loss"],
+        "val_accuracy": M.accuracy(logits[val], y[val]),
+        "classification_ce_labeled": M.cross_entropy(logits[lab], y[lab]) if lab.size else None,
+        "cluster_accuracy": M.cluster_accuracy(q, y),
+        # not in the table, kept in summary.json
+        "loss_parts_sum": sum(last[f"train_{t}"] for t in
+                              ("recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls")),
+        "usage": u_val.tolist(), "pi": pi.tolist(),
+    }
+    return {k: _plain(v) for k, v in s.items()}
+
+
+def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history: dict,
+                 outputs: dict | None = None) -> list[Path]:
+    """The eight figures of spec section 6 at the seed's relative paths."""
+    run_dir = Path(run_dir)
+    o = outputs if outputs is not None else model_outputs(p, x, cfg)
+    q, mu, val = o["q"], o["mu"], splits.val
+    path = {k: run_dir / rel for k, rel in plots.FIGURES.items()}
+    comp = q.argmax(axis=1)
+    # a few validation images decoded by every component (z = mu)
+    shown = val[:8]
+    out, _ = evaluate(p, x[shown], cfg)
+    qs, ls = out.q.astype(np.float64), out.logits.astype(np.float64)    # (8,K), (8,K,D)
+    weighted = sigmoid(np.einsum("nk,nkd->nd", qs, ls))                 # sigmoid(sum_k q_k l_k)
+    return [
+        plots.plot_loss_comparison(history, path["loss_comparison"]),
+        plots.plot_latent_by_label(mu, y, path["latent_spaces"]),
+        plots.plot_latent_by_component(mu, comp, cfg.K, path["latent_by_component"]),
+        plots.plot_responsibility_histogram(q[val].max(axis=1), path["responsibility_histogram"]),
+        plots.plot_reconstructions(x[shown], weighted, path["reconstructions"]),
+        plots.plot_model_evolution(np.asarray(history["pi"]), np.asarray(history["usage"]),
+                                   path["model_evolution"]),
+        plots.plot_embedding_divergence(p["embed"].astype(np.float64),
+                                        path["embedding_divergence"]),
+        plots.plot_reconstruction_by_component(x[shown[:3]], sigmoid(ls[:3]), qs[:3],
+                                               weighted[:3], path["reconstruction_by_component"]),
+    ]
+
+
+def _plain(v):
+    """numpy scalars/arrays -> plain Python for JSON."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_plain(e) for e in v]
+    return v
