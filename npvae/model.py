@@ -67,11 +67,47 @@ def mlp_backward(dh, caches, g, prefix):
     return dh
 
 
+def decoder_forward(p: Params, z, cfg: Config, components=None):
+    """Logits of p(x | z, c=k) for every pair (row of z, component k).
+
+        hz = lrelu(z W_z + b_z)          (B, P)    z pathway
+        hc = lrelu(e_k W_e + b_e)        (K', P)   component pathway, k in `components`
+        g  = concat(hz_i, hc_k)          (B, K', 2P)
+        l  = decoder MLP(g)              (B, K', D)
+
+    components: indices into 0..K-1 (default all K). Returns (l, cache)."""
+    ks = np.arange(cfg.K) if components is None else np.atleast_1d(components)
+    B, Kc, P = z.shape[0], ks.size, cfg.pathway_dim
+    az, c_az = L.linear_forward(z, p["dec_z.W"], p["dec_z.b"])
+    hz, c_hz = L.lrelu_forward(az)                                          # (B, P)
+    ae, c_ae = L.linear_forward(p["embed"][ks], p["dec_e.W"], p["dec_e.b"])
+    hc, c_hc = L.lrelu_forward(ae)                                          # (K', P)
+    g = np.concatenate([np.broadcast_to(hz[:, None, :], (B, Kc, P)),
+                        np.broadcast_to(hc[None, :, :], (B, Kc, P))], axis=-1)  # (B, K', 2P)
+    n_dec = len(cfg.decoder_dims) + 1
+    l, c_mlp = mlp_forward(g.reshape(B * Kc, 2 * P), p, "dec", n_dec, last_linear=True)
+    return l.reshape(B, Kc, -1), (B, Kc, P, ks, c_az, c_hz, c_ae, c_hc, c_mlp)
+
+
+def decoder_backward(dl, cache, g: Params):
+    """Reverse of decoder_forward for all K components: writes the decoder's and the
+    embeddings' gradients into g, returns dz (B, d)."""
+    B, Kc, P, ks, c_az, c_hz, c_ae, c_hc, c_mlp = cache
+    dg = mlp_backward(dl.reshape(B * Kc, -1), c_mlp, g, "dec").reshape(B, Kc, 2 * P)
+    dhz = dg[:, :, :P].sum(axis=1)                      # hz_i was shared by all K pairs (B, P)
+    dhc = dg[:, :, P:].sum(axis=0)                      # hc_k was shared by all B pairs (K, P)
+    dz, g["dec_z.W"][...], g["dec_z.b"][...] = L.linear_backward(L.lrelu_backward(dhz, c_hz),
+                                                                 c_az)
+    g["embed"][ks], g["dec_e.W"][...], g["dec_e.b"][...] = L.linear_backward(
+        L.lrelu_backward(dhc, c_hc), c_ae)
+    return dz
+
+
 def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
     """Training mode when `noise` is given (sampled z, dropout), eval mode otherwise
     (z = mu, no dropout).  x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
     Returns (loss, terms dict of weighted terms, Outputs, cache)."""
-    B, K, P = x.shape[0], cfg.K, cfg.pathway_dim
+    B = x.shape[0]
     # encoder: trunk, then three heads
     h, c_trunk = mlp_forward(x, p, "enc", len(cfg.hidden_dims), last_linear=False)
     a, c_a = L.linear_forward(h, p["enc_c.W"], p["enc_c.b"])
@@ -85,15 +121,7 @@ def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
     # prior
     pi, c_pi = L.softmax_forward(p["pi_logits"])                            # (K,)
     # decoder: both pathways, every (image, component) pair
-    az, c_az = L.linear_forward(z, p["dec_z.W"], p["dec_z.b"])
-    hz, c_hz = L.lrelu_forward(az)                                          # (B, P)
-    ae, c_ae = L.linear_forward(p["embed"], p["dec_e.W"], p["dec_e.b"])
-    hc, c_hc = L.lrelu_forward(ae)                                          # (K, P)
-    g = np.concatenate([np.broadcast_to(hz[:, None, :], (B, K, P)),
-                        np.broadcast_to(hc[None, :, :], (B, K, P))], axis=-1)  # (B, K, 2P)
-    n_dec = len(cfg.decoder_dims) + 1
-    l, c_dec = mlp_forward(g.reshape(B * K, 2 * P), p, "dec", n_dec, last_linear=True)
-    l = l.reshape(B, K, -1)                                                 # (B, K, D)
+    l, c_dec = decoder_forward(p, z, cfg)                                   # (B, K, D)
     # classifier on z
     masks = noise.masks if noise is not None else None
     n_cls = len(cfg.classifier_dims) + 1
@@ -117,17 +145,14 @@ def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
     }
     loss = sum(terms.values())
     out = Outputs(q, mu, lv, z, l, cls_logits, pi)
-    cache = (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_az, c_hz, c_ae, c_hc,
-             c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce)
+    cache = (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce)
     return loss, terms, out, cache
 
 
 def backward(p: Params, cache, cfg: Config) -> Params:
     """Exact gradient of the total loss with respect to every parameter array."""
-    (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_az, c_hz, c_ae, c_hc,
-     c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce) = cache
+    (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce) = cache
     g = p.zeros_like()
-    K, P = cfg.K, cfg.pathway_dim
     # loss terms -> their inputs
     dl = L.bce_logits_backward(cfg.w_rec / B * q, c_bce)                    # (B, K, D)
     dq = cfg.w_rec / B * bce                                                # (B, K)
@@ -141,14 +166,7 @@ def backward(p: Params, cache, cfg: Config) -> Params:
     # classifier -> z
     dz = mlp_backward(dcls, c_cls, g, "cls")                                # (B, d)
     # decoder -> both pathways -> z and the embeddings
-    dg = mlp_backward(dl.reshape(B * K, -1), c_dec, g, "dec").reshape(B, K, 2 * P)
-    dhz = dg[:, :, :P].sum(axis=1)                      # hz_i was shared by all K pairs (B, P)
-    dhc = dg[:, :, P:].sum(axis=0)                      # hc_k was shared by all B pairs (K, P)
-    daz = L.lrelu_backward(dhz, c_hz)
-    dz_dec, g["dec_z.W"][...], g["dec_z.b"][...] = L.linear_backward(daz, c_az)
-    dz += dz_dec
-    dae = L.lrelu_backward(dhc, c_hc)
-    g["embed"][...], g["dec_e.W"][...], g["dec_e.b"][...] = L.linear_backward(dae, c_ae)
+    dz += decoder_backward(dl, c_dec, g)
     # prior
     g["pi_logits"][...] = L.softmax_backward(dpi, c_pi)
     # z -> mu, lv (eval mode: z = mu)
