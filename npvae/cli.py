@@ -88,10 +88,14 @@ def read_toml(path) -> dict:
         raise ConfigError(f"config file {path} is not valid TOML: {err}.") from None
     flat: dict = {}
     for key, value in doc.items():
-        if isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
+        for name, v in (value.items() if isinstance(value, dict) else [(key, value)]):
+            if isinstance(v, dict):
+                raise ConfigError(f"config file {path}: table [{key}.{name}] is nested too "
+                                  f"deeply; use [section] tables of settings, one level deep.")
+            if name in flat:
+                raise ConfigError(f"config file {path} sets {name} more than once; set each "
+                                  f"setting in one place.")
+            flat[name] = v
     return flat
 
 

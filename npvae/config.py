@@ -71,10 +71,16 @@ class Config:
         """Raise ConfigError naming the first bad setting; return self when all are fine."""
         def need(ok, name, accepted):
             if not ok:
-                raise ConfigError(f"{name} = {getattr(self, name)!r} is not allowed: {accepted}.")
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{name} = {getattr(self, name)!r} ({flag}) is not allowed: "
+                                  f"{accepted}.")
 
         for f in fields(self):  # types first, so the range checks below can compare safely
             _check_type(f, getattr(self, f.name))
+        for f in fields(self):  # NaN would pass every comparison below unnoticed
+            if str(f.type) == "float":
+                v = getattr(self, f.name)
+                need(v == v and abs(v) != float("inf"), f.name, "it must be a finite number")
         need(self.K >= 1, "K", "the number of components must be at least 1")
         need(self.latent_dim >= 1, "latent_dim", "it must be at least 1")
         for name in ("hidden_dims", "decoder_dims", "classifier_dims"):
@@ -88,6 +94,7 @@ class Config:
         need(self.num_samples is None or self.num_samples >= 1, "num_samples",
              "it must be at least 1 (or omitted for all images)")
         need(self.num_labeled >= 0, "num_labeled", "it must be 0 or more")
+        need(0 <= self.seed < 2**32, "seed", "it must lie in 0..2**32 - 1 (4294967295)")
         need(0.0 < self.val_fraction < 1.0, "val_fraction", "it must lie strictly between 0 and 1")
         need(0.0 <= self.dropout < 1.0, "dropout", "it must lie in [0, 1)")
         need(self.lr > 0, "lr", "the learning rate must be > 0")
@@ -102,9 +109,8 @@ class Config:
         # w_div is the only weight that may be negative (negative = reward spread-out usage).
         for name in ("w_rec", "w_kl", "w_klc", "w_dir", "w_cls", "weight_decay"):
             need(getattr(self, name) >= 0, name, "it must be >= 0 (only w_div may be negative)")
-        for name in ("w_div", "val_fraction", "lr", "dropout"):
-            v = getattr(self, name)
-            need(v == v and abs(v) != float("inf"), name, "it must be a finite number")
+        need(self.name.strip() != "" and not set(self.name) & set("/\\\0"), "name",
+             "it names the run folder: give a non-empty name without '/', '\\' or NUL")
         return self
 
     # ------------------------------------------------------------ conversions

@@ -65,12 +65,16 @@ def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
         return _load_npz(path)
     if not path.exists():
         raise DataError(f"Data path {path} does not exist; give a directory of MNIST IDX "
-                        f"files, a .npz file, or None for the embedded digits.")
+                        f"files, a .npz file, or no path (omit --data) for the embedded digits.")
     raise DataError(f"Data path {path} is neither a directory nor a .npz file; give a "
-                    f"directory of MNIST IDX files, a .npz file, or None for the embedded digits.")
+                    f"directory of MNIST IDX files, a .npz file, or no path (omit --data) for "
+                    f"the embedded digits.")
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not zipfile.is_zipfile(path):  # else numpy guesses a pickle and says so, confusingly
+        raise DataError(f"{path} is not a readable .npz archive: it is not a zip file (a .npz "
+                        f"data file is written by numpy.savez with arrays x and y).")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in ("x", "y") if key in archive.files}
@@ -151,7 +155,7 @@ def _validate(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np
         x = x.reshape(len(x), IMAGE_SIDE * IMAGE_SIDE)
     if x.ndim != 2 or x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
         raise DataError(f"Images from {source} have shape {x.shape}; accepted shapes are "
-                        f"(N, 28, 28) and (N, 784).")
+                        f"(N, 28, 28) and (N, 784): the model needs 28x28 = 784 pixels.")
     if y.ndim != 1:
         raise DataError(f"Labels from {source} have shape {y.shape}; labels must be a 1-D array (N,).")
     if len(x) != len(y):
@@ -200,7 +204,7 @@ def subsample(x: np.ndarray, y: np.ndarray, num_samples: int | None,
         return x, y
     if not 1 <= num_samples <= n:
         raise DataError(f"num_samples={num_samples} is not possible with {n} images; it must "
-                        f"be in 1..{n} (or None for all).")
+                        f"be in 1..{n} (or 'all' for every image).")
     idx = np.random.RandomState(seed).choice(n, num_samples, replace=False)
     return x[idx], y[idx]
 

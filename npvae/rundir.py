@@ -6,6 +6,7 @@
     <run>/config.toml          the fully resolved config (re-runnable with --config)
     <run>/run.json             the command line, data source, timings
     <run>/checkpoints/best.npz, final.npz      (npvae.checkpoint.load_checkpoint)
+    <run>/checkpoints/resume.npz               only while the run is interrupted (--resume)
     <run>/*.png, visualizations/mixture/model_evolution.png    the eight figures
 
 Every file is written atomically (temporary file, then rename).
@@ -27,6 +28,7 @@ from .fileio import write_text
 HISTORY_FILE, SUMMARY_FILE, CONFIG_FILE, RUN_FILE = ("history.csv", "summary.json",
                                                       "config.toml", "run.json")
 BEST, FINAL = "checkpoints/best.npz", "checkpoints/final.npz"
+RESUME = "checkpoints/resume.npz"
 
 
 def write_json(path, obj) -> Path:

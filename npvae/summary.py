@@ -40,24 +40,38 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
     o = outputs if outputs is not None else model_outputs(p, x, cfg)
     q, logits = o["q"], o["cls_logits"]
     val, tr, lab = splits.val, splits.train, splits.labeled
-    last = {k: v[-1] for k, v in history.items() if k.startswith(("train_", "val_"))}
-    u_val = M.usage(q[val])
+    # A run that stopped early may have no finished epoch (no history row) or weights whose
+    # outputs are not finite (divergence): those rows are NaN, never a misleading number.
+    nan = float("nan")
+    last = {k: (v[-1] if v else nan) for k, v in history.items()
+            if k.startswith(("train_", "val_"))}
+    q_ok, logits_ok = bool(np.isfinite(q).all()), bool(np.isfinite(logits).all())
+
+    def on_q(metric, *args):
+        return metric(*args) if q_ok else nan
+
+    def on_logits(metric, *args):
+        return metric(*args) if logits_ok else nan
+
+    u_val = M.usage(q[val]) if q_ok else np.full(cfg.K, nan)
     pi = softmax_forward(p["pi_logits"].astype(np.float64))[0]
-    labels, conf = M.majority_labels(q, y, cfg.num_classes)
-    nmi, ari = M.clustering_scores(q, y)
+    pi_stats = (M.pi_stats(pi) if np.isfinite(pi).all() else
+                dict.fromkeys(("pi_entropy", "pi_max", "pi_min", "pi_argmax"), nan))
+    labels, conf = M.majority_labels(q, y, cfg.num_classes) if q_ok else (None, None)
+    nmi, ari = M.clustering_scores(q, y) if q_ok else (nan, nan)
     epochs = len(history["epoch"])
     s = {
         "loss": last["train_loss"], "recon_loss": last["train_recon"],
         "kl_z": last["train_kl_z"], "kl_c": last["train_kl_c"],
         "training_time_sec": fit_seconds, "epochs_completed": epochs,
-        "accuracy": M.accuracy(logits, y),
+        "accuracy": on_logits(M.accuracy, logits, y),
         "classification_loss": last["train_cls"],
         "K": cfg.K,
-        "component_entropy": M.component_entropy(q[tr]),
-        **M.pi_stats(pi),
-        "k_eff": M.effective_components(u_val),
-        "active_components": M.active_components(u_val),
-        "responsibility_confidence_mean": M.responsibility_confidence(q[val]),
+        "component_entropy": on_q(M.component_entropy, q[tr]),
+        **pi_stats,
+        "k_eff": on_q(M.effective_components, u_val),
+        "active_components": on_q(M.active_components, u_val),
+        "responsibility_confidence_mean": on_q(M.responsibility_confidence, q[val]),
         "component_majority_labels": labels,
         "component_majority_confidence": conf,
         "nmi": nmi, "ari": ari,
@@ -65,9 +79,10 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
         "dirichlet": last["train_dirichlet"], "diversity": last["train_diversity"],
         "seconds_per_epoch": fit_seconds / max(epochs, 1),
         "val_loss": last["val_loss"],
-        "val_accuracy": M.accuracy(logits[val], y[val]),
-        "classification_ce_labeled": M.cross_entropy(logits[lab], y[lab]) if lab.size else None,
-        "cluster_accuracy": M.cluster_accuracy(q, y),
+        "val_accuracy": on_logits(M.accuracy, logits[val], y[val]),
+        "classification_ce_labeled": (on_logits(M.cross_entropy, logits[lab], y[lab])
+                                      if lab.size else None),
+        "cluster_accuracy": on_q(M.cluster_accuracy, q, y),
         # not in the table, kept in summary.json
         "loss_parts_sum": sum(last[f"train_{t}"] for t in
                               ("recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls")),
@@ -78,7 +93,8 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
 
 def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history: dict,
                  outputs: dict | None = None) -> list[Path]:
-    """The eight figures of spec section 6 at the seed's relative paths."""
+    """The eight figures of spec section 6 at the seed's relative paths; returns the paths
+    drawn (all eight unless the outputs or the history cannot be plotted)."""
     run_dir = Path(run_dir)
     o = outputs if outputs is not None else model_outputs(p, x, cfg)
     q, mu, val = o["q"], o["mu"], splits.val
@@ -89,20 +105,30 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
     out, _ = evaluate(p, x[shown], cfg)
     qs, ls = out.q.astype(np.float64), out.logits.astype(np.float64)    # (8,K), (8,K,D)
     weighted = sigmoid(np.einsum("nk,nkd->nd", qs, ls))                 # sigmoid(sum_k q_k l_k)
-    return [
-        plots.plot_loss_comparison(history, path["loss_comparison"]),
-        plots.plot_latent_by_label(mu, y, path["latent_spaces"]),
-        plots.plot_latent_by_component(mu, comp, cfg.K, path["latent_by_component"]),
-        plots.plot_responsibility_histogram(q[val].max(axis=1), path["responsibility_histogram"]),
-        plots.plot_reconstructions(x[shown], weighted, path["reconstructions"]),
-        plots.plot_model_evolution(np.asarray(history["pi"]), np.asarray(history["usage"]),
-                                   path["model_evolution"]),
-        plots.plot_embedding_divergence(p["embed"].astype(np.float64),
-                                        path["embedding_divergence"]),
-        plots.plot_reconstruction_by_component(x[shown[:3]], sigmoid(ls[:3]), qs[:3],
-                                               weighted[:3], path["reconstruction_by_component"]),
-    ]
-
+    figures = {
+        "loss_comparison": lambda f: plots.plot_loss_comparison(history, f),
+        "latent_spaces": lambda f: plots.plot_latent_by_label(mu, y, f),
+        "latent_by_component": lambda f: plots.plot_latent_by_component(mu, comp, cfg.K, f),
+        "responsibility_histogram": lambda f: plots.plot_responsibility_histogram(
+            q[val].max(axis=1), f),
+        "reconstructions": lambda f: plots.plot_reconstructions(x[shown], weighted, f),
+        "model_evolution": lambda f: plots.plot_model_evolution(
+            np.asarray(history["pi"]), np.asarray(history["usage"]), f),
+        "embedding_divergence": lambda f: plots.plot_embedding_divergence(
+            p["embed"].astype(np.float64), f),
+        "reconstruction_by_component": lambda f: plots.plot_reconstruction_by_component(
+            x[shown[:3]], sigmoid(ls[:3]), qs[:3], weighted[:3], f),
+    }
+    drawn = []
+    for key, draw in figures.items():
+        try:
+            drawn.append(draw(path[key]))
+        except (ValueError, IndexError, OverflowError, FloatingPointError):
+            # A run that stopped early (no finished epoch, non-finite outputs) cannot have
+            # every figure: skip it (and any stale file of that name); run.py lists them.
+            plots.plt.close("all")
+            path[key].unlink(missing_ok=True)
+    return drawn
 
 def _plain(v):
     """numpy scalars/arrays -> plain Python for JSON."""

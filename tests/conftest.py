@@ -97,3 +97,13 @@ def make_batch(cfg: Config, batch_size: int, labels: str, rng: np.random.Generat
     rows = rng.choice(batch_size, n_lab, replace=False)
     y[rows] = rng.integers(0, cfg.num_classes, n_lab)
     return x, y
+
+
+def write_digits_npz(path, n: int, seed: int = 42):
+    """n of the embedded digits (the ones --num-samples n --seed seed would draw) as an npz
+    data file: CLI tests that pass it with --data skip the slower load of the embedded sample."""
+    from npvae.data import load_digits, subsample
+
+    x, y = subsample(*load_digits(), n, seed)
+    np.savez(path, x=x, y=y)
+    return path

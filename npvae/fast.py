@@ -1,0 +1,400 @@
+"""The fast path: the same loss and gradient as npvae/model.py, computed with preallocated
+buffers, BLAS products written in place (`out=`), the fused kernels of npvae/kernels.py, and
+one thread per core.
+
+What differs from the readable path (model.py), and why it gives the same numbers:
+
+* The decoder's first layer is split. Its input concat(hz_i, hc_k) is linear in each half, so
+      concat(hz_i, hc_k) W0 + b0 = hz_i W0[:P] + (hc_k W0[P:] + b0) = az_i + ac_k
+  which costs one (B, P) x (P, G0) and one (K, P) x (P, G0) product instead of a
+  (B*K, 2P) x (2P, G0) one; `pair_lrelu` adds the halves for every pair. In the backward pass
+  dW0[:P] = hz^T sum_k da_ik and dW0[P:] = hc^T sum_i da_ik.
+* The decoder runs on B*K rows at once (row i*K + k is the pair (image i, component k)), the
+  bias added inside the next kernel, every bias gradient (a column sum) made by the kernel that
+  forms the gradient it sums, and the BCE, its gradient and the q-weighting in one pass whose
+  output overwrites the logits (nothing else needs them in training).
+* Work is split by images over T threads (T = cores), BLAS running single-threaded inside each.
+  Almost everything is per image: the whole forward pass, the decoder's backward pass (its input
+  gradient w_ik (sigmoid(l_ik) - x_i) needs only image i's q), the classifier, the backward
+  pass from z down to the input. So a step is two passes over the images, each thread on its
+  own rows: `_down` (forward, decoder and classifier backward) and `_up` (pathway, heads and
+  trunk backward). Between them the calling thread computes what couples images (the loss
+  terms through the batch usage and the count of labeled images). A weight gradient sums over
+  all images: after a barrier, thread t computes its share of the *columns* of dW = h^T da over
+  all rows, so no partial sums are needed; bias gradients are per-thread partial sums, added in
+  thread order. Results are bit-for-bit repeatable. (BLAS's own threads would leave the
+  kernels on one core, and its idle threads spin: a second pool next to them loses more than
+  it gains.) Evaluation chunks are independent: each thread takes whole chunks.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+
+import numba
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from . import kernels
+from . import layers as L
+from .config import Config
+from .model import TERMS, Outputs, mlp_backward, mlp_forward
+from .noise import Noise
+from .optim import AdamState
+from .params import Params
+
+# The fused kernels; with NUMBA_DISABLE_JIT=1 their NumPy twins (plain-Python kernels would
+# make every fit in the test suite minutes long).
+kern = kernels.numpy_twins() if numba.config.DISABLE_JIT else kernels
+_BLAS = None                    # threadpoolctl controller, made once (it scans loaded libraries)
+_POOLS: dict[int, ThreadPoolExecutor] = {}     # helper threads, shared by every FastModel
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+class Workspace:
+    """Preallocated arrays for up to M images: activations, their gradients, heads."""
+
+    def __init__(self, cfg: Config, M: int):
+        dt, K, G, P, d = np.dtype(cfg.dtype), cfg.K, cfg.decoder_dims, cfg.pathway_dim, \
+            cfg.latent_dim
+        e = lambda *shape: np.empty(shape, dt)                                  # noqa: E731
+        self.enc_h = [e(M, n) for n in cfg.hidden_dims]      # trunk outputs (post-lrelu)
+        self.enc_dh = [e(M, n) for n in cfg.hidden_dims]     # their pre-activation gradients
+        self.a, self.q, self.da = e(M, K), e(M, K), e(M, K)
+        self.mu, self.lv, self.z = e(M, d), e(M, d), e(M, d)
+        self.dmu, self.dlv, self.dz = e(M, d), e(M, d), e(M, d)
+        self.hz, self.dhz = e(M, P), e(M, P)
+        self.az, self.daz = e(M, G[0]), e(M, G[0])
+        self.dec_h = [e(M * K, n) for n in G]                # decoder hidden outputs
+        self.dec_dh = [e(M * K, n) for n in G]
+        self.logits = e(M * K, cfg.input_dim)                # then (training) dL/dlogits
+        self.bce, self.w = e(M * K), e(M * K)
+        self.cls_logits = e(M, cfg.num_classes)
+
+
+class FastModel:
+    """Loss, gradient and evaluation of the model for one config, with reused workspaces."""
+
+    def __init__(self, cfg: Config, max_batch: int | None = None, threads: int | None = None):
+        self.cfg, self.dtype = cfg, np.dtype(cfg.dtype)
+        self.max_batch = M = max_batch or max(cfg.batch_size, cfg.eval_batch_size)
+        self.threads = T = max(1, threads or available_cores())
+        self.n = len(cfg.decoder_dims)                       # index of the logits layer
+        self.ws = [Workspace(cfg, M)] + [Workspace(cfg, cfg.eval_batch_size)
+                                         for _ in range(T - 1)]
+        # per-thread partial sums over images: d(ac), bias and classifier gradients
+        dims = (cfg.latent_dim, *cfg.classifier_dims, cfg.num_classes)
+        biases = [(f"enc{i}", n) for i, n in enumerate(cfg.hidden_dims)] + \
+                 [(f"dec{j}", n) for j, n in enumerate((*cfg.decoder_dims, cfg.input_dim)) if j]
+        self.summed_down = [f"{n}.b" for n, _ in biases if n.startswith("dec")] + \
+            [f"cls{i}.{w}" for i in range(len(dims) - 1) for w in "Wb"]
+        self.summed_up = [f"{n}.b" for n, _ in biases if n.startswith("enc")]
+        self.parts = [{**{f"{n}.b": np.empty(w, self.dtype) for n, w in biases},
+                       **{f"cls{i}.W": np.empty(dims[i:i + 2], self.dtype)
+                          for i in range(len(dims) - 1)},
+                       **{f"cls{i}.b": np.empty(dims[i + 1], self.dtype)
+                          for i in range(len(dims) - 1)},
+                       "dac": np.empty((cfg.K, cfg.decoder_dims[0]), self.dtype)}
+                      for _ in range(T)]
+        self.weights = np.array([cfg.w_rec, cfg.w_kl, cfg.w_klc, cfg.w_dir,
+                                 cfg.dirichlet_alpha, cfg.w_div])
+        if T > 1 and T - 1 not in _POOLS:
+            _POOLS[T - 1] = ThreadPoolExecutor(T - 1, thread_name_prefix="npvae")
+        self.pool = _POOLS.get(T - 1)
+        self.barriers: dict[int, threading.Barrier] = {}
+        self.laps = None          # a dict to receive forward / backward seconds (profiling)
+        if not numba.config.DISABLE_JIT:
+            kernels.warm_up(self.dtype)   # compile / load now, not inside a timed step
+
+    # ----------------------------------------------------------------- threads
+    def _split(self, n: int, parts: int | None = None) -> list[tuple[int, int]]:
+        """n rows (or columns) in contiguous ranges, one per thread, none empty."""
+        T = min(parts or self.threads, n)
+        return [(t * n // T, (t + 1) * n // T) for t in range(T)]
+
+    def _parallel(self, fn, items) -> list:
+        """fn(t, item, barrier) for every item, item t on thread t (item 0 on the calling
+        thread); `barrier.wait()` inside fn waits for all of them to reach that point."""
+        barrier = self.barriers.setdefault(len(items), threading.Barrier(len(items)))
+
+        def run(t, item):
+            try:
+                return fn(t, item, barrier)
+            except BaseException:
+                barrier.abort()            # never leave the other threads waiting
+                raise
+
+        futures = [self.pool.submit(run, t, item) for t, item in enumerate(items) if t > 0]
+        try:
+            first = run(0, items[0])
+            return [first] + [f.result() for f in futures]
+        finally:
+            if barrier.broken:
+                for f in futures:
+                    f.exception()
+                barrier.reset()
+
+    def _blas_single_thread(self):
+        """BLAS on one thread while our T threads run (T > 1): nothing left spinning."""
+        global _BLAS
+        if self.threads == 1:
+            return nullcontext()
+        if _BLAS is None:
+            _BLAS = ThreadpoolController()
+        return _BLAS.limit(limits=1, user_api="blas")
+
+    def _lap(self, name, t0):
+        t = time.perf_counter()
+        if self.laps is not None:
+            self.laps[name] = self.laps.get(name, 0.0) + t - t0
+        return t
+
+    # ------------------------------------------------------------ forward pieces
+    def _constants(self, p: Params):
+        """What does not depend on the images: pi (K,), the component pathway hc (K, P) and
+        its half of the first decoder layer, ac = hc W0[P:] + b0 (K, G0)."""
+        pi = L.softmax_forward(p["pi_logits"])[0]
+        hc, c_hc = L.lrelu_forward(p["embed"] @ p["dec_e.W"] + p["dec_e.b"])
+        return pi, hc, c_hc, hc @ p["dec0.W"][self.cfg.pathway_dim:] + p["dec0.b"]
+
+    def _forward_rows(self, ws: Workspace, p: Params, x, ac, eps, i0: int, i1: int):
+        """Images i0:i1 from pixels to the decoder's last product (bias not yet added), in ws:
+        trunk, heads (q, mu, lv, z = mu + e^{lv/2} eps, or mu when eps is None), the z
+        pathway hz, and every (image, component) pair. Returns the logits' rows."""
+        h = x[i0:i1]
+        for i, buf in enumerate(ws.enc_h):
+            out = buf[i0:i1]
+            np.matmul(h, p[f"enc{i}.W"], out=out)
+            kern.bias_lrelu(out, p[f"enc{i}.b"])
+            h = out
+        a, mu, lv, z = ws.a[i0:i1], ws.mu[i0:i1], ws.lv[i0:i1], ws.z[i0:i1]
+        for name, out in (("enc_c", a), ("enc_mu", mu), ("enc_lv", lv)):
+            np.matmul(h, p[f"{name}.W"], out=out)
+            out += p[f"{name}.b"]
+        eps_rows = eps[i0:i1] if eps is not None else ws.z[:0]      # no rows: z = mu
+        kern.heads_forward(a, mu, lv, eps_rows, ws.q[i0:i1], z)
+        hz = np.matmul(z, p["dec_z.W"], out=ws.hz[i0:i1])
+        kern.bias_lrelu(hz, p["dec_z.b"])
+        np.matmul(hz, p["dec0.W"][:self.cfg.pathway_dim], out=ws.az[i0:i1])
+        K = self.cfg.K
+        h = ws.dec_h[0][i0 * K:i1 * K]
+        kern.pair_lrelu(ws.az[i0:i1], ac, h)
+        for j in range(1, self.n + 1):
+            out = (ws.dec_h[j] if j < self.n else ws.logits)[i0 * K:i1 * K]
+            np.matmul(h, p[f"dec{j}.W"], out=out)
+            if j < self.n:
+                kern.bias_lrelu(out, p[f"dec{j}.b"])
+            h = out
+        return h
+
+    def _terms(self, ws: Workspace, B: int, pi, ce: float):
+        """The six weighted terms from the heads of B images, their BCE and the classifier's
+        CE; the first five terms' gradients w.r.t. the heads go to ws.da, dmu, dlv (and the
+        one w.r.t. pi_logits is returned)."""
+        dpi_logits = np.empty_like(pi)
+        five = kern.latent_terms(ws.q[:B], ws.bce[:B * self.cfg.K].reshape(B, -1), ws.mu[:B],
+                                 ws.lv[:B], pi, self.weights, ws.da[:B], ws.dmu[:B], ws.dlv[:B],
+                                 dpi_logits)
+        return dict(zip(TERMS, (*five, self.cfg.w_cls * ce))), dpi_logits
+
+    # ------------------------------------------------------------------ training
+    def loss_and_grads(self, p: Params, x, y, noise: Noise, g: Params):
+        """Training mode (sampled z, dropout): the loss and its weighted terms; the gradient
+        is written into g (every array). model.loss_and_grads with g given, not returned."""
+        cfg, ws, B, P = self.cfg, self.ws[0], x.shape[0], self.cfg.pathway_dim
+        if B > self.max_batch:
+            raise ValueError(f"batch of {B} images exceeds this FastModel's max_batch "
+                             f"{self.max_batch}; build it with max_batch >= {B}.")
+        self._t0 = time.perf_counter()
+        rows = self._split(B)
+        n_lab = int((y >= 0).sum())
+        with self._blas_single_thread():
+            pi, hc, c_hc, ac = self._constants(p)
+            ce = sum(self._parallel(
+                lambda t, r, bar: self._down(p, x, y, noise, ac, n_lab, g, t, *r, bar), rows))
+            terms, dpi_logits = self._terms(ws, B, pi, ce)
+            # the rest of the backward pass: what sums over images, then `_up`
+            self._sum_parts(g, len(rows), self.summed_down)
+            dac = self.parts[0]["dac"]
+            for t in range(1, len(rows)):
+                dac += self.parts[t]["dac"]
+            g["pi_logits"][...] = dpi_logits
+            g["dec0.b"][...] = dac.sum(axis=0)
+            np.matmul(hc.T, dac, out=g["dec0.W"][P:])
+            dpre = L.lrelu_backward(dac @ p["dec0.W"][P:].T, c_hc)                 # (K, P)
+            g["embed"][...], g["dec_e.W"][...], g["dec_e.b"][...] = L.linear_backward(
+                dpre, (p["embed"], p["dec_e.W"]))
+            self._parallel(lambda t, r, bar: self._up(p, x, noise, g, t, *r, bar), rows)
+            self._sum_parts(g, len(rows), self.summed_up)
+        self._lap("backward", self._t1)
+        return sum(terms.values()), terms
+
+    def _down(self, p, x, y, noise, ac, n_lab, g, t, i0, i1, barrier):
+        """Thread t, images i0:i1: the forward pass, the BCE with its gradient, the decoder's
+        backward pass to d(az) and the thread's part of d(ac), the classifier's forward and
+        backward to dz (d(CE)/d logits = (softmax - onehot) w_cls / n_lab on labeled rows).
+        After the barrier: this thread's columns of each decoder weight gradient. Returns
+        this thread's share of the classifier's CE (its labeled rows' sum / n_lab)."""
+        cfg, ws, K, n, part = self.cfg, self.ws[0], self.cfg.K, self.n, self.parts[t]
+        r0, r1 = i0 * K, i1 * K
+        da = self._forward_rows(ws, p, x, ac, noise.eps, i0, i1)       # the logits' rows
+        if t == 0:                                    # profile: thread 0's forward pass
+            self._t1 = self._lap("forward", self._t0)
+        np.multiply(ws.q[i0:i1].reshape(-1), self.dtype.type(cfg.w_rec / x.shape[0]),
+                    out=ws.w[r0:r1])
+        kern.bce_grad(da, p[f"dec{n}.b"], x[i0:i1], ws.w[r0:r1], ws.bce[r0:r1], part[f"dec{n}.b"])
+        for j in range(n, 0, -1):                  # da: gradient of layer j's pre-activation
+            da = np.matmul(da, p[f"dec{j}.W"].T, out=ws.dec_dh[j - 1][r0:r1])
+            if j > 1:
+                kern.lrelu_grad_bias(da, ws.dec_h[j - 1][r0:r1], part[f"dec{j - 1}.b"])
+        kern.pair_lrelu_grad(da, ws.dec_h[0][r0:r1], ws.daz[i0:i1], part["dac"])
+        # classifier on these rows (its own gradients are this thread's partial sums)
+        z, lab = ws.z[i0:i1], y[i0:i1]
+        masks = tuple(m[i0:i1] for m in noise.masks)
+        logits, caches = mlp_forward(z, p, "cls", len(cfg.classifier_dims) + 1, True, masks)
+        ce, c_ce = L.labeled_ce_forward(logits, lab)
+        share = int((lab >= 0).sum()) / max(n_lab, 1)       # the CE is a mean over the batch
+        ws.dz[i0:i1] = mlp_backward(L.labeled_ce_backward(cfg.w_cls * share, c_ce), caches,
+                                    part, "cls")
+        barrier.wait()
+        R = x.shape[0] * K
+        for j in range(1, n + 1):
+            top = ws.logits if j == n else ws.dec_dh[j]
+            c0, c1 = self._split(top.shape[1], barrier.parties)[t]
+            np.matmul(ws.dec_h[j - 1][:R].T, top[:R, c0:c1], out=g[f"dec{j}.W"][:, c0:c1])
+        return float(ce) * share
+
+    def _up(self, p, x, noise, g, t, i0, i1, barrier):
+        """Thread t, images i0:i1: from d(az), dz (classifier) and the loss terms' da, dmu,
+        dlv down through the z pathway, z = mu + e^{lv/2} eps, the heads and the trunk.
+        After the barrier: this thread's columns of the trunk's and the heads' weight
+        gradients, and (thread 0) the z pathway's and the first decoder layer's."""
+        ws, P = self.ws[0], self.cfg.pathway_dim
+        dhz = np.matmul(ws.daz[i0:i1], p["dec0.W"][:P].T, out=ws.dhz[i0:i1])
+        dhz *= np.where(ws.hz[i0:i1] > 0, 1.0, L.LEAK).astype(self.dtype)     # lrelu'
+        dz = ws.dz[i0:i1]
+        dz += dhz @ p["dec_z.W"].T
+        dmu, dlv = ws.dmu[i0:i1], ws.dlv[i0:i1]
+        dmu += dz
+        dlv += dz * (0.5 * np.exp(0.5 * ws.lv[i0:i1]) * noise.eps[i0:i1])
+        da = ws.enc_dh[-1][i0:i1]
+        np.matmul(ws.da[i0:i1], p["enc_c.W"].T, out=da)
+        da += dmu @ p["enc_mu.W"].T
+        da += dlv @ p["enc_lv.W"].T
+        n_layers = len(ws.enc_h)
+        for i in range(n_layers - 1, -1, -1):
+            kern.lrelu_grad_bias(da, ws.enc_h[i][i0:i1], self.parts[t][f"enc{i}.b"])
+            if i > 0:
+                da = np.matmul(da, p[f"enc{i}.W"].T, out=ws.enc_dh[i - 1][i0:i1])
+        barrier.wait()
+        B = x.shape[0]
+        for i in range(n_layers):
+            c0, c1 = self._split(ws.enc_dh[i].shape[1], barrier.parties)[t]
+            below = ws.enc_h[i - 1][:B] if i > 0 else x
+            np.matmul(below.T, ws.enc_dh[i][:B, c0:c1], out=g[f"enc{i}.W"][:, c0:c1])
+        if t == 0:                       # the small ones: a few microseconds each
+            h = ws.enc_h[-1][:B]
+            for name, d in (("enc_c", ws.da), ("enc_mu", ws.dmu), ("enc_lv", ws.dlv)):
+                np.matmul(h.T, d[:B], out=g[f"{name}.W"])
+                g[f"{name}.b"][...] = d[:B].sum(axis=0)
+            np.matmul(ws.z[:B].T, ws.dhz[:B], out=g["dec_z.W"])
+            g["dec_z.b"][...] = ws.dhz[:B].sum(axis=0)
+            np.matmul(ws.hz[:B].T, ws.daz[:B], out=g["dec0.W"][:P])
+
+    def _sum_parts(self, g: Params, T: int, names):
+        """g[name] = the threads' partial sums, added in thread order."""
+        for name in names:
+            total = g[name]
+            np.copyto(total, self.parts[0][name])
+            for t in range(1, T):
+                total += self.parts[t][name]
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, ws: Workspace, p: Params, x, y, const, outputs: bool):
+        """Eval mode on one chunk with one thread's workspace: (terms, q summed over the
+        chunk, Outputs or None)."""
+        B, K = x.shape[0], self.cfg.K
+        pi, _, _, ac = const
+        logits = self._forward_rows(ws, p, x, ac, None, 0, B)
+        kern.bce_eval(logits, p[f"dec{self.n}.b"], x, ws.bce[:B * K])
+        mu = ws.mu[:B]
+        cls_logits = mlp_forward(mu, p, "cls", len(self.cfg.classifier_dims) + 1, True)[0]
+        terms = self._terms(ws, B, pi, float(L.labeled_ce_forward(cls_logits, y)[0]))[0]
+        terms["loss"] = sum(terms[t] for t in TERMS)
+        out = None
+        if outputs:
+            out = Outputs(ws.q[:B].copy(), mu.copy(), ws.lv[:B].copy(), mu.copy(),
+                          logits.reshape(B, K, -1).copy(), cls_logits, pi)
+        return terms, ws.q[:B].sum(axis=0, dtype=np.float64), out
+
+    def evaluate(self, p: Params, x, y=None, outputs: bool = False):
+        """Eval mode (z = mu, no dropout) on one chunk: (terms with "loss", the sum of q over
+        the chunk (K,), and the Outputs of model.evaluate when `outputs`, else None)."""
+        if x.shape[0] > self.max_batch:
+            raise ValueError(f"chunk of {x.shape[0]} images exceeds this FastModel's "
+                             f"max_batch {self.max_batch}.")
+        y = np.full(x.shape[0], -1) if y is None else y
+        with self._blas_single_thread():
+            return self._evaluate(self.ws[0], p, x, y, self._constants(p), outputs)
+
+    def evaluate_split(self, p: Params, x, y) -> tuple[dict, np.ndarray]:
+        """train.evaluate_split on the fast path: chunks of eval_batch_size, each chunk's
+        terms weighted by its size / N; and the mean of q(c|x) over the split (K,). Thread t
+        evaluates chunks t, t + T, ...; results are combined in chunk order."""
+        n, bs, T = x.shape[0], self.cfg.eval_batch_size, self.threads
+        starts = list(range(0, n, bs))
+        totals = dict.fromkeys(("loss",) + TERMS, 0.0)
+        usage = np.zeros(self.cfg.K)
+        if n == 0:
+            return totals, np.full(self.cfg.K, np.nan)          # as train.evaluate_split
+
+        def run(t, mine, _):
+            return [self._evaluate(self.ws[t], p, x[s:s + bs], y[s:s + bs], const, False)
+                    for s in mine]
+
+        with self._blas_single_thread():
+            const = self._constants(p)
+            done = self._parallel(run, [starts[t::T] for t in range(min(T, len(starts)))])
+        for c, s in enumerate(starts):
+            terms, q_sum, _ = done[c % T][c // T]
+            w = min(bs, n - s) / n
+            for k in totals:
+                totals[k] += w * terms[k]
+            usage += q_sum
+        return totals, usage / n
+
+
+def adamw_step_fast(flat: np.ndarray, grad: np.ndarray, state: AdamState,
+                    decay_mask: np.ndarray, cfg: Config, model: FastModel | None = None,
+                    norm: float | None = None) -> float:
+    """optim.adamw_step with the fused kernels: the same update and state (the gradient buffer
+    is left unclipped). With a FastModel its threads share the work, each on a slice. `norm`:
+    ||grad|| if already known (grad_norm). Returns the gradient's norm before clipping."""
+    state.t += 1
+    if norm is None:
+        norm = grad_norm(grad, model)
+    clip = cfg.grad_clip / norm if norm > cfg.grad_clip else 1.0
+    _by_slices(model, flat.size, lambda lo, hi: kern.adamw(
+        flat[lo:hi], grad[lo:hi], state.m[lo:hi], state.v[lo:hi], decay_mask[lo:hi], clip,
+        cfg.lr, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay, state.t))
+    return norm
+
+
+def grad_norm(grad: np.ndarray, model: FastModel | None = None) -> float:
+    """||grad||_2, summed in float64 (NaN or inf when an entry is), without BLAS: a BLAS call
+    here would wake BLAS's own threads, which then spin next to the model's."""
+    return math.sqrt(sum(_by_slices(model, grad.size, lambda lo, hi: kern.sq_norm(grad[lo:hi]))))
+
+
+def _by_slices(model: FastModel | None, n: int, fn) -> list:
+    """fn(lo, hi) over contiguous slices of range(n), one per thread of `model` (or one)."""
+    if model is None:
+        return [fn(0, n)]
+    return model._parallel(lambda t, c, _: fn(*c), model._split(n))

@@ -1,0 +1,150 @@
+"""Every example runs end to end at tiny settings and writes what its docstring promises.
+
+Each example is run as a subprocess (as a user would run it) with NPVAE_EXAMPLE_TINY=1 and
+--out in a temporary folder; one run uses explicit command-line flags instead of the
+environment variable. The decoder helper the pictures rely on is checked against the
+model's own forward pass.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+TINY = {"NPVAE_EXAMPLE_TINY": "1"}
+
+
+def run(script: str, *args, env_extra=TINY, expect_ok: bool = True):
+    env = {k: v for k, v in os.environ.items() if k != "NPVAE_EXAMPLE_TINY"}
+    env.update({"PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", **env_extra})
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    if expect_ok:
+        assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def check_png(path: Path, min_side: int = 150) -> np.ndarray:
+    """Exists, decodes, is not tiny, and is not a blank canvas."""
+    assert path.is_file(), f"{path} was not written"
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) >= min_side
+    assert img[..., :3].std() > 0.01, f"{path} is blank"
+    return img
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One tiny run of generate_digits, shared: its checkpoint feeds latent_traversal."""
+    out = tmp_path_factory.mktemp("generate_digits")
+    proc = run("generate_digits.py", "--out", out)
+    return out, proc
+
+
+def test_every_example_has_a_test_and_a_docstring():
+    scripts = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+    assert scripts == ["compare_k.py", "generate_digits.py", "gradient_check.py",
+                       "latent_traversal.py"]
+    for name in scripts:
+        text = (EXAMPLES / name).read_text()
+        assert text.startswith('"""') and "second" in text.split('"""')[1], \
+            f"{name}: the module docstring must say what it shows and how long it takes"
+
+
+def test_gradient_check(tmp_path):
+    from npvae import Config, Layout
+    proc = run("gradient_check.py", "--out", tmp_path)
+    table = (tmp_path / "gradient_check.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "rel_err" not in line]
+    names = {row.split("|")[1].strip() for row in rows}
+    # every parameter array of the model and the layers named in the docstring are checked
+    assert set(Layout.from_config(Config()).names) <= names
+    assert {"bce_logits", "softmax"} <= names
+    errors = [float(row.split("|")[3]) for row in rows]
+    assert max(errors) <= 1e-5 and "**NO**" not in table
+    assert "largest rel_err" in proc.stdout
+
+
+def test_gradient_check_fails_loudly_on_a_tight_tolerance(tmp_path):
+    """The exit status really depends on the errors (a tolerance below float64 noise fails)."""
+    proc = run("gradient_check.py", "--out", tmp_path, "--tol", "1e-300", expect_ok=False)
+    assert proc.returncode == 1 and "**NO**" in (tmp_path / "gradient_check.md").read_text()
+
+
+def test_generate_digits(digits_run):
+    from npvae.checkpoint import load_checkpoint
+    out, proc = digits_run
+    check_png(out / "generate_digits.png")
+    params, cfg = load_checkpoint(out / "model.npz")
+    # the environment variable switched to the tiny settings (K=4, 256 images, 1 epoch)
+    assert (cfg.K, cfg.num_samples, cfg.epochs) == (4, 256, 1)
+    assert proc.stdout.count("component ") == cfg.K        # one usage line per component
+
+
+def test_latent_traversal_from_checkpoint(digits_run, tmp_path):
+    out, _ = digits_run
+    proc = run("latent_traversal.py", "--out", tmp_path, "--checkpoint", out / "model.npz",
+               "--component", 2, "--span", 2.5)
+    check_png(tmp_path / "latent_traversal_c2.png")
+    assert "z[0] in [-2.50, 2.50]" in proc.stdout
+
+
+def test_latent_traversal_rejects_a_bad_component(digits_run, tmp_path):
+    out, _ = digits_run
+    proc = run("latent_traversal.py", "--out", tmp_path, "--checkpoint", out / "model.npz",
+               "--component", 9, expect_ok=False)
+    assert proc.returncode != 0 and "0..3" in proc.stderr
+
+
+def test_latent_traversal_trains_with_command_line_settings(tmp_path):
+    """Tiny settings typed as flags, without the environment variable."""
+    run("latent_traversal.py", "--out", tmp_path, "--epochs", 1, "--num-samples", 200,
+        "--K", 3, "--steps", 4, "--component", 0, "--no-progress", env_extra={})
+    check_png(tmp_path / "latent_traversal_c0.png")
+
+
+def test_compare_k(tmp_path):
+    proc = run("compare_k.py", "--out", tmp_path)
+    with open(tmp_path / "compare_k.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["K"]) for r in rows] == [1, 3]
+    for r in rows:
+        K, k_eff = int(r["K"]), float(r["K_eff"])
+        assert 1.0 - 1e-9 <= k_eff <= K + 1e-9 and 1 <= int(r["active"]) <= K
+        assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["recon"]) > 0
+    assert abs(float(rows[0]["K_eff"]) - 1.0) < 1e-9      # one component: K_eff is exactly 1
+    table = (tmp_path / "compare_k.md").read_text().splitlines()
+    assert table[0].startswith("| K | recon | kl | accuracy | K_eff") and len(table) == 4
+    assert table[0] in proc.stdout
+    check_png(tmp_path / "compare_k.png")
+
+
+def test_decode_matches_the_model():
+    """examples/_common.py:decode(mu) gives the eval-mode logits of npvae.model.evaluate,
+    for all components and for a chosen subset."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from npvae import Config, evaluate, init_params
+    cfg = Config(input_dim=12, hidden_dims=(8, 6), K=3, embed_dim=3, pathway_dim=5,
+                 decoder_dims=(7,), classifier_dims=(4,), dtype="float64")
+    rng = np.random.default_rng(3)
+    p = init_params(cfg, rng)
+    p.flat[...] += 0.3 * rng.standard_normal(p.flat.shape)
+    x = rng.random((5, 12))
+    out, _ = evaluate(p, x, cfg)
+    np.testing.assert_allclose(_common.decode(p, out.mu, cfg), out.logits, rtol=1e-12)
+    np.testing.assert_allclose(_common.decode(p, out.mu, cfg, components=[2, 0]),
+                               out.logits[:, [2, 0]], rtol=1e-12)
+    with pytest.raises(ValueError, match="0..2"):
+        _common.decode(p, out.mu, cfg, components=[3])
