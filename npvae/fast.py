@@ -22,9 +22,11 @@ What differs from the readable path (model.py), and why it gives the same number
   terms through the batch usage and the count of labeled images). A weight gradient sums over
   all images: after a barrier, thread t computes its share of the *columns* of dW = h^T da over
   all rows, so no partial sums are needed; bias gradients are per-thread partial sums, added in
-  thread order. Results are bit-for-bit repeatable. (BLAS's own threads would leave the
-  kernels on one core, and its idle threads spin: a second pool next to them loses more than
-  it gains.) Evaluation chunks are independent: each thread takes whole chunks.
+  thread order. Results are bit-for-bit repeatable. Evaluation chunks are independent: each
+  thread takes whole chunks.
+  Measured on 2 cores (benchmarks/README.md): training steps as fast as T = 1 with BLAS on both
+  cores and serial kernels, evaluation 6% faster. Numba's own thread pools next to BLAS's were
+  far slower (BLAS's idle threads spin: OpenMP steps took 10x longer).
 """
 from __future__ import annotations
 
@@ -372,29 +374,21 @@ class FastModel:
 
 
 def adamw_step_fast(flat: np.ndarray, grad: np.ndarray, state: AdamState,
-                    decay_mask: np.ndarray, cfg: Config, model: FastModel | None = None,
-                    norm: float | None = None) -> float:
+                    decay_mask: np.ndarray, cfg: Config, norm: float | None = None) -> float:
     """optim.adamw_step with the fused kernels: the same update and state (the gradient buffer
-    is left unclipped). With a FastModel its threads share the work, each on a slice. `norm`:
-    ||grad|| if already known (grad_norm). Returns the gradient's norm before clipping."""
+    is left unclipped). `norm`: ||grad|| if already known (grad_norm). Returns the gradient's
+    norm before clipping. One thread: splitting this memory-bound pass over two cores was
+    slower (0.34 ms against 0.28) once the hand-over is paid."""
     state.t += 1
     if norm is None:
-        norm = grad_norm(grad, model)
+        norm = grad_norm(grad)
     clip = cfg.grad_clip / norm if norm > cfg.grad_clip else 1.0
-    _by_slices(model, flat.size, lambda lo, hi: kern.adamw(
-        flat[lo:hi], grad[lo:hi], state.m[lo:hi], state.v[lo:hi], decay_mask[lo:hi], clip,
-        cfg.lr, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.weight_decay, state.t))
+    kern.adamw(flat, grad, state.m, state.v, decay_mask, clip, cfg.lr, cfg.beta1, cfg.beta2,
+               cfg.adam_eps, cfg.weight_decay, state.t)
     return norm
 
 
-def grad_norm(grad: np.ndarray, model: FastModel | None = None) -> float:
+def grad_norm(grad: np.ndarray) -> float:
     """||grad||_2, summed in float64 (NaN or inf when an entry is), without BLAS: a BLAS call
     here would wake BLAS's own threads, which then spin next to the model's."""
-    return math.sqrt(sum(_by_slices(model, grad.size, lambda lo, hi: kern.sq_norm(grad[lo:hi]))))
-
-
-def _by_slices(model: FastModel | None, n: int, fn) -> list:
-    """fn(lo, hi) over contiguous slices of range(n), one per thread of `model` (or one)."""
-    if model is None:
-        return [fn(0, n)]
-    return model._parallel(lambda t, c, _: fn(*c), model._split(n))
+    return math.sqrt(kern.sq_norm(grad))

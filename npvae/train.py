@@ -170,11 +170,11 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
                 clock.lap("batch")
                 loss, terms = fast.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps fwd, bwd
                 clock.lap(None)
-                norm = grad_norm(grad.flat, fast)       # NaN / inf if an entry is
+                norm = grad_norm(grad.flat)             # NaN / inf if an entry is
                 if not (math.isfinite(loss) and math.isfinite(norm)) and \
                         (diverged := _diagnose(terms, loss, grad)):
                     break                               # before the update: p stays good
-                adamw_step_fast(p.flat, grad.flat, opt, decay, cfg, fast, norm)
+                adamw_step_fast(p.flat, grad.flat, opt, decay, cfg, norm)
             clock.lap("optimizer")
             if should_stop is not None and should_stop():
                 halt = (epoch, s // cfg.batch_size + 1)

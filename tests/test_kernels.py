@@ -75,8 +75,8 @@ def test_kernel_equals_numpy_twin(name, B, dtype):
 
 
 def test_float32_exp_and_log1p_are_accurate():
-    """The vectorisable float32 e^-t and log(1 + e) against float64 libm, over the whole
-    range the logits take, at a few ulp; e^-t is 0 past float32's normal range."""
+    """The vectorisable float32 e^-t and log(1 + e) against float64 libm, at a few ulp over
+    the range logits take; beyond it they stay tiny normal numbers (no subnormals)."""
     @numba.njit
     def both(t):
         e, l1 = np.empty_like(t), np.empty_like(t)
@@ -85,15 +85,16 @@ def test_float32_exp_and_log1p_are_accurate():
             l1[i] = kk.log1p_unit(min(e[i], np.float32(1.0)))
         return e, l1
 
-    t = np.concatenate([np.linspace(0, 87, 200001), [0.0, 1e-7, 0.5 * math.log(2)]])
-    t = t.astype(np.float32)
-    e, l1 = both(t)
-    t64 = t.astype(np.float64)
+    t = np.concatenate([np.linspace(0, 40, 200001), [0.0, 1e-7, 0.5 * math.log(2)]])
+    e, l1 = both(t.astype(np.float32))
+    t64 = t.astype(np.float32).astype(np.float64)
     assert np.max(np.abs(e / np.exp(-t64) - 1)) < 4e-7           # ~3 float32 ulp
-    e64 = e.astype(np.float64)
-    assert np.max(np.abs(l1 / np.log1p(e64) - 1)) < 4e-7
-    big = both(np.array([88.0, 100.0, 1e30, np.inf], np.float32))[0]
-    assert np.all(big < 2e-38)
+    assert np.max(np.abs(l1 / np.log1p(e.astype(np.float64)) - 1)) < 4e-7
+    if numba.config.DISABLE_JIT:
+        return                     # plain Python uses libm, which goes subnormal, then 0
+    far, l1_far = both(np.array([60.0, 86.0, 88.0, 100.0, 1e30, np.inf], np.float32))
+    assert np.all((far >= np.finfo(np.float32).tiny) & (far < 1e-26))
+    assert np.all((l1_far >= np.finfo(np.float32).tiny) & (l1_far < 1e-17))
 
 
 @pytest.mark.parametrize("name", ("bce_grad", "bce_eval"))
