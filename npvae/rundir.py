@@ -74,7 +74,7 @@ def read_history(run_dir) -> dict:
 def rerender(run_dir) -> Path:
     """Re-draw the figures and REPORT.md of a finished run from its files (no training)."""
     from . import summary as S
-    from .data import load_digits, make_splits, subsample
+    from .data import load_data
     from .report import write_report
 
     run_dir = Path(run_dir)
@@ -84,8 +84,7 @@ def rerender(run_dir) -> Path:
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     run = json.loads((run_dir / RUN_FILE).read_text())
     history = read_history(run_dir)
-    x, y = subsample(*load_digits(cfg.data), cfg.num_samples, cfg.seed)
-    splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
+    x, y, splits = load_data(cfg)
     S.draw_figures(run_dir, params, cfg, x, y, splits, history)
     return write_report(run_dir, summary, report_config(cfg, len(y)), run["header"],
                         run.get("notes"))

@@ -97,6 +97,19 @@ class TrainState:
     history: dict
     fit_seconds: float
 
+    def position_problem(self, n: int, batch_size: int) -> str:
+        """Why this position cannot continue a training split of n images ("" if it can):
+        the step must lie in 0..steps per epoch, and `order` (present exactly when step > 0)
+        must be a permutation of the n training rows."""
+        steps = -(-n // batch_size)
+        if not 0 <= self.step <= steps or (self.step == 0) != (self.order is None):
+            return f"step {self.step} does not fit an epoch of {steps} steps"
+        if self.order is not None and (np.shape(self.order) != (n,) or
+                                       not np.array_equal(np.sort(self.order), np.arange(n))):
+            return (f"its shuffled order of {np.size(self.order)} rows is not a permutation of "
+                    f"the {n} training images (has the data changed?)")
+        return ""
+
     def where(self, steps_per_epoch: int) -> str:
         """'epoch E step S' plus what it means at the epoch boundaries."""
         at = f"epoch {self.epoch} step {self.step}"
@@ -232,12 +245,9 @@ def _restore(state: TrainState, cfg: Config, rngs: dict, n: int):
     state itself is not modified), with the generators set to its saved states."""
     if state.params.layout != Layout.from_config(cfg):
         raise ValueError("the TrainState's parameters do not match the config's layout.")
-    steps = -(-n // cfg.batch_size)
-    if not (0 <= state.step <= steps and (state.step == 0) == (state.order is None)
-            and (state.order is None or len(state.order) == n)):
-        raise ValueError(f"the TrainState's position (epoch {state.epoch} step {state.step}, "
-                         f"order of {None if state.order is None else len(state.order)}) does "
-                         f"not fit a training split of {n} images in {steps} steps per epoch.")
+    problem = state.position_problem(n, cfg.batch_size)
+    if problem:
+        raise ValueError(f"the TrainState cannot continue this run: {problem}.")
     for name, st in state.rng_states.items():
         rngs[name].bit_generator.state = st
     opt = AdamState(state.opt.m.copy(), state.opt.v.copy(), int(state.opt.t))

@@ -11,6 +11,7 @@ so a few near-zero entries (where any relative measure is noise) cannot dominate
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from npvae.config import Config
 
@@ -107,3 +108,14 @@ def write_digits_npz(path, n: int, seed: int = 42):
     x, y = subsample(*load_digits(), n, seed)
     np.savez(path, x=x, y=y)
     return path
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """300 of the embedded MNIST digits (float32 in [0, 1]), 30 labels visible, 10% held out:
+    (x, y_visible, train_idx, val_idx), loaded once for every test module that trains."""
+    from npvae.data import load_digits, make_splits, subsample, visible_labels
+
+    x, y = subsample(*load_digits(), 300, seed=0)
+    splits = make_splits(300, 30, seed=0)
+    return x, visible_labels(y, splits.labeled), splits.train, splits.val

@@ -12,7 +12,6 @@ import pytest
 
 from npvae import Config
 from npvae.checkpoint import load_checkpoint
-from npvae.data import load_digits, make_splits, subsample, visible_labels
 from npvae.fast import FastModel
 from npvae.rundir import read_history
 from npvae import train
@@ -22,14 +21,6 @@ from test_run import run_cli
 
 N, LABELED, BATCH = 300, 30, 64          # 270 training images: 5 steps per epoch
 ENGINES = ("fast", "reference")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    x, y = load_digits()
-    x, y = subsample(x, y, N, seed=0)
-    splits = make_splits(N, LABELED, seed=0)
-    return x, visible_labels(y, splits.labeled), splits.train, splits.val
 
 
 def cfg(**kw):

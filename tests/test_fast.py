@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from npvae import AdamState, Config, adamw_step, draw_noise, evaluate, init_params, loss_and_grads
-from npvae.data import load_digits, make_splits, subsample, visible_labels
 from npvae.fast import FastModel, adamw_step_fast
 from npvae.noise import Noise
 from npvae.train import evaluate_split, fit
@@ -159,14 +158,6 @@ def test_adamw_step_equals_the_reference(grad_norm):
 
 
 # ------------------------------------------------------------------ whole training runs
-@pytest.fixture(scope="module")
-def digits():
-    x, y = load_digits()
-    x, y = subsample(x, y, 300, seed=0)
-    splits = make_splits(300, 30, seed=0)
-    return x, visible_labels(y, splits.labeled), splits.train, splits.val
-
-
 @pytest.fixture(scope="module")
 def fits(digits):
     """Two epochs on 300 digits (batches of 32, the last one partial), by engine and dtype.

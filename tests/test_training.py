@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 
 from npvae import Config
-from npvae.data import load_digits, make_splits, subsample, visible_labels
 from npvae.train import fit
 
 N, LABELED, EPOCHS, BATCH = 300, 30, 3, 32
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """300 of the embedded MNIST digits (float32 in [0, 1]), 30 labels visible, 10% held out."""
-    x, y = load_digits()
-    x, y = subsample(x, y, N, seed=0)
-    splits = make_splits(N, LABELED, seed=0)
-    return x, visible_labels(y, splits.labeled), splits.train, splits.val
 
 
 def run(digits, seed):
