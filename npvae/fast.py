@@ -16,17 +16,20 @@ What differs from the readable path (model.py), and why it gives the same number
 * Work is split by images over T threads (T = cores), BLAS running single-threaded inside each.
   Almost everything is per image: the whole forward pass, the decoder's backward pass (its input
   gradient w_ik (sigmoid(l_ik) - x_i) needs only image i's q), the classifier, the backward
-  pass from z down to the input. So a step is two passes over the images, each thread on its
-  own rows: `_down` (forward, decoder and classifier backward) and `_up` (pathway, heads and
-  trunk backward). Between them the calling thread computes what couples images (the loss
-  terms through the batch usage and the count of labeled images). A weight gradient sums over
-  all images: after a barrier, thread t computes its share of the *columns* of dW = h^T da over
-  all rows, so no partial sums are needed; bias gradients are per-thread partial sums, added in
-  thread order. Results are bit-for-bit repeatable. Evaluation chunks are independent: each
-  thread takes whole chunks.
-  Measured on 2 cores (benchmarks/README.md): training steps as fast as T = 1 with BLAS on both
-  cores and serial kernels, evaluation 6% faster. Numba's own thread pools next to BLAS's were
-  far slower (BLAS's idle threads spin: OpenMP steps took 10x longer).
+  pass from z down to the input. So a step (`_step`, one call per thread) is two passes over
+  the images, each thread on its own rows: `_down` (forward, decoder and classifier backward)
+  and `_up` (pathway, heads and trunk backward). Between them, after a barrier, thread 0
+  computes what couples images (`_couple`: the loss terms through the batch usage and the
+  count of labeled images). A weight gradient sums over all images: after a barrier, thread t
+  computes its share of the *columns* of dW = h^T da over all rows, so no partial sums are
+  needed (thread 0 takes fewer of the decoder's, having just run `_couple`); bias gradients
+  are per-thread partial sums, added in thread order. Results are bit-for-bit repeatable.
+  Evaluation chunks are independent: each thread takes whole chunks.
+* The classifier runs on the labeled rows only: its loss is a mean over them, so the other
+  rows' logits would be computed and thrown away (their gradient is exactly 0).
+  Measured on 2 cores (benchmarks/README.md): training steps within 2-4% of T = 1 with BLAS on
+  both cores and serial kernels, evaluation 5% faster. Numba's own thread pools next to
+  BLAS's were far slower (BLAS's idle threads spin: OpenMP steps took 10x longer).
 """
 from __future__ import annotations
 
@@ -84,10 +87,25 @@ class Workspace:
 class FastModel:
     """Loss, gradient and evaluation of the model for one config, with reused workspaces."""
 
-    def __init__(self, cfg: Config, max_batch: int | None = None, threads: int | None = None):
+    # Thread 0 runs `_couple` (~0.17 ms) while the others start on the decoder's weight
+    # gradients (~3.1 ms a thread on 2 cores): it takes this fraction of an equal share of
+    # the columns fewer, and the others share them out (0.17 / (2 x 3.1) on 2 cores).
+    COUPLE_SHARE = 0.03
+
+    def __init__(self, cfg: Config, max_batch: int | None = None, threads: int | None = None,
+                 train_threads: int | None = None):
+        """threads: Python threads for evaluation (default: one per core), each on whole
+        chunks with single-threaded BLAS. train_threads (default: threads): the same for a
+        training step, its images split between them; 1 runs it on one thread with BLAS on
+        every core. Both are measured in benchmarks/README.md: on 2 cores, one thread and
+        2-thread BLAS make steps ~2% faster but evaluation ~5% slower, and mixing the two
+        is worse than either (BLAS's idle threads spin ~0.1 s after their last product,
+        taking half a core from evaluation's second thread)."""
         self.cfg, self.dtype = cfg, np.dtype(cfg.dtype)
         self.max_batch = M = max_batch or max(cfg.batch_size, cfg.eval_batch_size)
-        self.threads = T = max(1, threads or available_cores())
+        self.threads = max(1, threads or available_cores())
+        self.train_threads = max(1, train_threads or self.threads)
+        T = max(self.threads, self.train_threads)
         self.n = len(cfg.decoder_dims)                       # index of the logits layer
         self.ws = [Workspace(cfg, M)] + [Workspace(cfg, cfg.eval_batch_size)
                                          for _ in range(T - 1)]
@@ -95,8 +113,9 @@ class FastModel:
         dims = (cfg.latent_dim, *cfg.classifier_dims, cfg.num_classes)
         biases = [(f"enc{i}", n) for i, n in enumerate(cfg.hidden_dims)] + \
                  [(f"dec{j}", n) for j, n in enumerate((*cfg.decoder_dims, cfg.input_dim)) if j]
-        self.summed_down = [f"{n}.b" for n, _ in biases if n.startswith("dec")] + \
-            [f"cls{i}.{w}" for i in range(len(dims) - 1) for w in "Wb"]
+        self.n_cls = len(dims) - 1                           # the classifier's layers
+        self.cls_grads = [f"cls{i}.{w}" for i in range(self.n_cls) for w in "Wb"]
+        self.summed_down = [f"{n}.b" for n, _ in biases if n.startswith("dec")] + self.cls_grads
         self.summed_up = [f"{n}.b" for n, _ in biases if n.startswith("enc")]
         self.parts = [{**{f"{n}.b": np.empty(w, self.dtype) for n, w in biases},
                        **{f"cls{i}.W": np.empty(dims[i:i + 2], self.dtype)
@@ -116,10 +135,16 @@ class FastModel:
             kernels.warm_up(self.dtype)   # compile / load now, not inside a timed step
 
     # ----------------------------------------------------------------- threads
-    def _split(self, n: int, parts: int | None = None) -> list[tuple[int, int]]:
-        """n rows (or columns) in contiguous ranges, one per thread, none empty."""
+    def _split(self, n: int, parts: int | None = None, lighter: float = 0.0) \
+            -> list[tuple[int, int]]:
+        """n rows (or columns) in contiguous ranges, one per thread, none empty; the first
+        range is shorter by `lighter` of an equal share (the rest share that out)."""
         T = min(parts or self.threads, n)
-        return [(t * n // T, (t + 1) * n // T) for t in range(T)]
+        if T == 1:
+            return [(0, n)]
+        weights = np.cumsum([0.0, 1.0 - lighter] + [1.0 + lighter / (T - 1)] * (T - 1))
+        ends = [min(max(round(n * w / T), t), n - T + t) for t, w in enumerate(weights)]
+        return list(zip(ends[:-1], ends[1:]))
 
     def _parallel(self, fn, items) -> list:
         """fn(t, item, barrier) for every item, item t on thread t (item 0 on the calling
@@ -143,10 +168,11 @@ class FastModel:
                     f.exception()
                 barrier.reset()
 
-    def _blas_single_thread(self):
+    @staticmethod
+    def _blas_single_thread(T: int):
         """BLAS on one thread while our T threads run (T > 1): nothing left spinning."""
         global _BLAS
-        if self.threads == 1:
+        if T == 1:
             return nullcontext()
         if _BLAS is None:
             _BLAS = ThreadpoolController()
@@ -215,35 +241,62 @@ class FastModel:
             raise ValueError(f"batch of {B} images exceeds this FastModel's max_batch "
                              f"{self.max_batch}; build it with max_batch >= {B}.")
         self._t0 = time.perf_counter()
-        rows = self._split(B)
+        rows = self._split(B, self.train_threads)
         n_lab = int((y >= 0).sum())
-        with self._blas_single_thread():
-            pi, hc, c_hc, ac = self._constants(p)
-            ce = sum(self._parallel(
-                lambda t, r, bar: self._down(p, x, y, noise, ac, n_lab, g, t, *r, bar), rows))
-            terms, dpi_logits = self._terms(ws, B, pi, ce)
-            # the rest of the backward pass: what sums over images, then `_up`
-            self._sum_parts(g, len(rows), self.summed_down)
-            dac = self.parts[0]["dac"]
-            for t in range(1, len(rows)):
-                dac += self.parts[t]["dac"]
-            g["pi_logits"][...] = dpi_logits
-            g["dec0.b"][...] = dac.sum(axis=0)
-            np.matmul(hc.T, dac, out=g["dec0.W"][P:])
-            dpre = L.lrelu_backward(dac @ p["dec0.W"][P:].T, c_hc)                 # (K, P)
-            g["embed"][...], g["dec_e.W"][...], g["dec_e.b"][...] = L.linear_backward(
-                dpre, (p["embed"], p["dec_e.W"]))
-            self._parallel(lambda t, r, bar: self._up(p, x, noise, g, t, *r, bar), rows)
+        with self._blas_single_thread(len(rows)):
+            const = self._constants(p)
+            done = self._parallel(lambda t, r, bar: self._step(
+                p, x, y, noise, const, n_lab, g, t, *r, bar), rows)
             self._sum_parts(g, len(rows), self.summed_up)
         self._lap("backward", self._t1)
+        terms = done[0][1]
+        terms["cls"] = cfg.w_cls * sum(ce for ce, _ in done)
         return sum(terms.values()), terms
 
-    def _down(self, p, x, y, noise, ac, n_lab, g, t, i0, i1, barrier):
+    def _step(self, p, x, y, noise, const, n_lab, g, t, i0, i1, barrier):
+        """Thread t's part of a training step, images i0:i1: `_down`, then (thread 0 alone,
+        between two barriers) `_couple`, then `_up`. Returns the thread's share of the
+        classifier's CE, and (thread 0) the other five weighted terms."""
+        T = barrier.parties
+        ce = self._down(p, x, y, noise, const[3], n_lab, t, i0, i1)
+        barrier.wait()                                  # every thread's rows are done
+        terms = self._couple(p, g, const, x.shape[0], T) if t == 0 else None
+        # this thread's columns of each decoder weight gradient dW = h^T da over all rows;
+        # thread 0, which has just done _couple, takes fewer
+        R, ws = x.shape[0] * self.cfg.K, self.ws[0]
+        for j in range(1, self.n + 1):
+            top = ws.logits if j == self.n else ws.dec_dh[j]
+            c0, c1 = self._split(top.shape[1], T, lighter=self.COUPLE_SHARE)[t]
+            np.matmul(ws.dec_h[j - 1][:R].T, top[:R, c0:c1], out=g[f"dec{j}.W"][:, c0:c1])
+        barrier.wait()                                  # da, dmu, dlv are ready
+        self._up(p, x, noise, g, t, i0, i1, barrier)
+        return ce, terms
+
+    def _couple(self, p, g, const, B: int, T: int):
+        """What couples the images (thread 0, the others waiting): the loss terms through the
+        batch usage (their gradients w.r.t. the heads into ws.da, dmu, dlv), the threads'
+        partial sums of the decoder's bias and classifier gradients, and the component
+        pathway's backward pass from d(ac) = sum over images. Returns the five terms."""
+        pi, hc, c_hc, _ = const
+        P, ws = self.cfg.pathway_dim, self.ws[0]
+        terms, dpi_logits = self._terms(ws, B, pi, 0.0)
+        self._sum_parts(g, T, self.summed_down)
+        dac = self.parts[0]["dac"]
+        for t in range(1, T):
+            dac += self.parts[t]["dac"]
+        g["pi_logits"][...] = dpi_logits
+        g["dec0.b"][...] = dac.sum(axis=0)
+        np.matmul(hc.T, dac, out=g["dec0.W"][P:])
+        dpre = L.lrelu_backward(dac @ p["dec0.W"][P:].T, c_hc)                     # (K, P)
+        g["embed"][...], g["dec_e.W"][...], g["dec_e.b"][...] = L.linear_backward(
+            dpre, (p["embed"], p["dec_e.W"]))
+        return terms
+
+    def _down(self, p, x, y, noise, ac, n_lab, t, i0, i1):
         """Thread t, images i0:i1: the forward pass, the BCE with its gradient, the decoder's
         backward pass to d(az) and the thread's part of d(ac), the classifier's forward and
         backward to dz (d(CE)/d logits = (softmax - onehot) w_cls / n_lab on labeled rows).
-        After the barrier: this thread's columns of each decoder weight gradient. Returns
-        this thread's share of the classifier's CE (its labeled rows' sum / n_lab)."""
+        Returns this thread's share of the classifier's CE (its labeled rows' sum / n_lab)."""
         cfg, ws, K, n, part = self.cfg, self.ws[0], self.cfg.K, self.n, self.parts[t]
         r0, r1 = i0 * K, i1 * K
         da = self._forward_rows(ws, p, x, ac, noise.eps, i0, i1)       # the logits' rows
@@ -257,20 +310,20 @@ class FastModel:
             if j > 1:
                 kern.lrelu_grad_bias(da, ws.dec_h[j - 1][r0:r1], part[f"dec{j - 1}.b"])
         kern.pair_lrelu_grad(da, ws.dec_h[0][r0:r1], ws.daz[i0:i1], part["dac"])
-        # classifier on these rows (its own gradients are this thread's partial sums)
-        z, lab = ws.z[i0:i1], y[i0:i1]
-        masks = tuple(m[i0:i1] for m in noise.masks)
-        logits, caches = mlp_forward(z, p, "cls", len(cfg.classifier_dims) + 1, True, masks)
-        ce, c_ce = L.labeled_ce_forward(logits, lab)
-        share = int((lab >= 0).sum()) / max(n_lab, 1)       # the CE is a mean over the batch
-        ws.dz[i0:i1] = mlp_backward(L.labeled_ce_backward(cfg.w_cls * share, c_ce), caches,
-                                    part, "cls")
-        barrier.wait()
-        R = x.shape[0] * K
-        for j in range(1, n + 1):
-            top = ws.logits if j == n else ws.dec_dh[j]
-            c0, c1 = self._split(top.shape[1], barrier.parties)[t]
-            np.matmul(ws.dec_h[j - 1][:R].T, top[:R, c0:c1], out=g[f"dec{j}.W"][:, c0:c1])
+        # the classifier (its weight gradients are this thread's partial sums), on the labeled
+        # rows only: its CE is a mean over them, so the others get no gradient from it
+        dz, lab = ws.dz[i0:i1], np.flatnonzero(y[i0:i1] >= 0)
+        dz[...] = 0
+        ce, share = 0.0, lab.size / max(n_lab, 1)          # the CE is a mean over the batch
+        if lab.size:
+            masks = tuple(m[i0:i1][lab] for m in noise.masks)
+            logits, caches = mlp_forward(ws.z[i0:i1][lab], p, "cls", self.n_cls, True, masks)
+            ce, c_ce = L.labeled_ce_forward(logits, y[i0:i1][lab])
+            dz[lab] = mlp_backward(L.labeled_ce_backward(cfg.w_cls * share, c_ce), caches,
+                                   part, "cls")
+        else:
+            for name in self.cls_grads:
+                part[name][...] = 0
         return float(ce) * share
 
     def _up(self, p, x, noise, g, t, i0, i1, barrier):
@@ -327,8 +380,9 @@ class FastModel:
         logits = self._forward_rows(ws, p, x, ac, None, 0, B)
         kern.bce_eval(logits, p[f"dec{self.n}.b"], x, ws.bce[:B * K])
         mu = ws.mu[:B]
-        cls_logits = mlp_forward(mu, p, "cls", len(self.cfg.classifier_dims) + 1, True)[0]
-        terms = self._terms(ws, B, pi, float(L.labeled_ce_forward(cls_logits, y)[0]))[0]
+        rows = slice(None) if outputs else np.flatnonzero(y >= 0)    # the CE's rows suffice
+        cls_logits = mlp_forward(mu[rows], p, "cls", self.n_cls, True)[0]
+        terms = self._terms(ws, B, pi, float(L.labeled_ce_forward(cls_logits, y[rows])[0]))[0]
         terms["loss"] = sum(terms[t] for t in TERMS)
         out = None
         if outputs:
@@ -343,8 +397,7 @@ class FastModel:
             raise ValueError(f"chunk of {x.shape[0]} images exceeds this FastModel's "
                              f"max_batch {self.max_batch}.")
         y = np.full(x.shape[0], -1) if y is None else y
-        with self._blas_single_thread():
-            return self._evaluate(self.ws[0], p, x, y, self._constants(p), outputs)
+        return self._evaluate(self.ws[0], p, x, y, self._constants(p), outputs)  # all-core BLAS
 
     def evaluate_split(self, p: Params, x, y) -> tuple[dict, np.ndarray]:
         """train.evaluate_split on the fast path: chunks of eval_batch_size, each chunk's
@@ -361,9 +414,10 @@ class FastModel:
             return [self._evaluate(self.ws[t], p, x[s:s + bs], y[s:s + bs], const, False)
                     for s in mine]
 
-        with self._blas_single_thread():
+        T = min(T, len(starts))
+        with self._blas_single_thread(T):
             const = self._constants(p)
-            done = self._parallel(run, [starts[t::T] for t in range(min(T, len(starts)))])
+            done = self._parallel(run, [starts[t::T] for t in range(T)])
         for c, s in enumerate(starts):
             terms, q_sum, _ = done[c % T][c // T]
             w = min(bs, n - s) / n

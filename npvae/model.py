@@ -103,17 +103,23 @@ def decoder_backward(dl, cache, g: Params):
     return dz
 
 
-def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
-    """Training mode when `noise` is given (sampled z, dropout), eval mode otherwise
-    (z = mu, no dropout).  x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
-    Returns (loss, terms dict of weighted terms, Outputs, cache)."""
-    B = x.shape[0]
-    # encoder: trunk, then three heads
+def encoder_forward(p: Params, x, cfg: Config):
+    """The encoder: trunk, then three heads. x (B, D) -> q = softmax(a) (B, K), mu (B, d),
+    lv (B, d), and the caches (trunk, a, q, mu, lv) that backward needs."""
     h, c_trunk = mlp_forward(x, p, "enc", len(cfg.hidden_dims), last_linear=False)
     a, c_a = L.linear_forward(h, p["enc_c.W"], p["enc_c.b"])
     q, c_q = L.softmax_forward(a)                                           # (B, K)
     mu, c_mu = L.linear_forward(h, p["enc_mu.W"], p["enc_mu.b"])            # (B, d)
     lv, c_lv = L.linear_forward(h, p["enc_lv.W"], p["enc_lv.b"])            # (B, d)
+    return q, mu, lv, (c_trunk, c_a, c_q, c_mu, c_lv)
+
+
+def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
+    """Training mode when `noise` is given (sampled z, dropout), eval mode otherwise
+    (z = mu, no dropout).  x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
+    Returns (loss, terms dict of weighted terms, Outputs, cache)."""
+    B = x.shape[0]
+    q, mu, lv, (c_trunk, c_a, c_q, c_mu, c_lv) = encoder_forward(p, x, cfg)
     if noise is not None:
         z, c_z = L.reparam_forward(mu, lv, noise.eps)
     else:

@@ -18,7 +18,7 @@ from . import plots
 from .config import Config
 from .data import Splits
 from .layers import sigmoid, softmax_forward
-from .model import evaluate
+from .model import encoder_forward, evaluate, mlp_forward
 from .params import Params
 
 
@@ -26,10 +26,12 @@ def model_outputs(p: Params, x, cfg: Config) -> dict[str, np.ndarray]:
     """Eval mode (z = mu, no dropout) in chunks: q (N,K), mu (N,d), cls_logits (N,C).
     The (N,K,D) decoder logits are not kept: only the figures need a few of them."""
     parts = {"q": [], "mu": [], "cls_logits": []}
+    n_cls = len(cfg.classifier_dims) + 1
     for s in range(0, x.shape[0], cfg.eval_batch_size):
-        out, _ = evaluate(p, x[s:s + cfg.eval_batch_size], cfg)
-        for k in parts:
-            parts[k].append(getattr(out, k))
+        q, mu, _, _ = encoder_forward(p, x[s:s + cfg.eval_batch_size], cfg)   # no decoder
+        parts["q"].append(q)
+        parts["mu"].append(mu)
+        parts["cls_logits"].append(mlp_forward(mu, p, "cls", n_cls, last_linear=True)[0])
     return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
 
 

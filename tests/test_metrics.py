@@ -178,3 +178,23 @@ def test_cross_entropy_huge_logits_stay_finite():
     assert ce == pytest.approx((0.0 + (np.log1p(np.exp(-1.0)) + 1.0)) / 2)
     assert M.cross_entropy(np.array([[-1e4, 1e4]]), np.array([0])) == pytest.approx(2e4)
     assert np.isnan(M.cross_entropy(np.zeros((0, 10)), np.zeros(0, dtype=int)))
+
+
+def test_model_outputs_are_the_eval_forward_without_the_decoder():
+    """summary.model_outputs skips the decoder; q, mu and the classifier's logits must be
+    those of the full eval-mode forward pass, chunk boundaries included."""
+    from conftest import small_config
+
+    from npvae.model import evaluate
+    from npvae.params import init_params
+    from npvae.summary import model_outputs
+
+    cfg = small_config(eval_batch_size=4)
+    rng = np.random.default_rng(3)
+    p = init_params(cfg, rng)
+    x = rng.random((10, cfg.input_dim))
+    o = model_outputs(p, x, cfg)
+    full, _ = evaluate(p, x, cfg)
+    for key in ("q", "mu", "cls_logits"):
+        assert o[key].dtype == np.float64
+        np.testing.assert_allclose(o[key], getattr(full, key), rtol=1e-12, atol=1e-14)
