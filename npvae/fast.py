@@ -13,7 +13,8 @@ What differs from the readable path (model.py), and why it gives the same number
   bias added inside the next kernel, every bias gradient (a column sum) made by the kernel that
   forms the gradient it sums, and the BCE, its gradient and the q-weighting in one pass whose
   output overwrites the logits (nothing else needs them in training).
-* Work is split by images over T threads (T = cores), BLAS running single-threaded inside each.
+* Work is split by images over T threads (T = cores; npvae/threads.py), BLAS running
+  single-threaded inside each.
   Almost everything is per image: the whole forward pass, the decoder's backward pass (its input
   gradient w_ik (sigmoid(l_ik) - x_i) needs only image i's q), the classifier, the backward
   pass from z down to the input. So a step (`_step`, one call per thread) is two passes over
@@ -34,15 +35,10 @@ What differs from the readable path (model.py), and why it gives the same number
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 
 import numba
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from . import kernels
 from . import layers as L
@@ -51,16 +47,11 @@ from .model import TERMS, Outputs, mlp_backward, mlp_forward
 from .noise import Noise
 from .optim import AdamState
 from .params import Params
+from .threads import Team, available_cores, blas_single_thread, split
 
 # The fused kernels; with NUMBA_DISABLE_JIT=1 their NumPy twins (plain-Python kernels would
 # make every fit in the test suite minutes long).
 kern = kernels.numpy_twins() if numba.config.DISABLE_JIT else kernels
-_BLAS = None                    # threadpoolctl controller, made once (it scans loaded libraries)
-_POOLS: dict[int, ThreadPoolExecutor] = {}     # helper threads, shared by every FastModel
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 class Workspace:
@@ -126,57 +117,10 @@ class FastModel:
                       for _ in range(T)]
         self.weights = np.array([cfg.w_rec, cfg.w_kl, cfg.w_klc, cfg.w_dir,
                                  cfg.dirichlet_alpha, cfg.w_div])
-        if T > 1 and T - 1 not in _POOLS:
-            _POOLS[T - 1] = ThreadPoolExecutor(T - 1, thread_name_prefix="npvae")
-        self.pool = _POOLS.get(T - 1)
-        self.barriers: dict[int, threading.Barrier] = {}
+        self.team = Team(T)
         self.laps = None          # a dict to receive forward / backward seconds (profiling)
         if not numba.config.DISABLE_JIT:
             kernels.warm_up(self.dtype)   # compile / load now, not inside a timed step
-
-    # ----------------------------------------------------------------- threads
-    def _split(self, n: int, parts: int | None = None, lighter: float = 0.0) \
-            -> list[tuple[int, int]]:
-        """n rows (or columns) in contiguous ranges, one per thread, none empty; the first
-        range is shorter by `lighter` of an equal share (the rest share that out)."""
-        T = min(parts or self.threads, n)
-        if T == 1:
-            return [(0, n)]
-        weights = np.cumsum([0.0, 1.0 - lighter] + [1.0 + lighter / (T - 1)] * (T - 1))
-        ends = [min(max(round(n * w / T), t), n - T + t) for t, w in enumerate(weights)]
-        return list(zip(ends[:-1], ends[1:]))
-
-    def _parallel(self, fn, items) -> list:
-        """fn(t, item, barrier) for every item, item t on thread t (item 0 on the calling
-        thread); `barrier.wait()` inside fn waits for all of them to reach that point."""
-        barrier = self.barriers.setdefault(len(items), threading.Barrier(len(items)))
-
-        def run(t, item):
-            try:
-                return fn(t, item, barrier)
-            except BaseException:
-                barrier.abort()            # never leave the other threads waiting
-                raise
-
-        futures = [self.pool.submit(run, t, item) for t, item in enumerate(items) if t > 0]
-        try:
-            first = run(0, items[0])
-            return [first] + [f.result() for f in futures]
-        finally:
-            if barrier.broken:
-                for f in futures:
-                    f.exception()
-                barrier.reset()
-
-    @staticmethod
-    def _blas_single_thread(T: int):
-        """BLAS on one thread while our T threads run (T > 1): nothing left spinning."""
-        global _BLAS
-        if T == 1:
-            return nullcontext()
-        if _BLAS is None:
-            _BLAS = ThreadpoolController()
-        return _BLAS.limit(limits=1, user_api="blas")
 
     def _lap(self, name, t0):
         t = time.perf_counter()
@@ -241,11 +185,11 @@ class FastModel:
             raise ValueError(f"batch of {B} images exceeds this FastModel's max_batch "
                              f"{self.max_batch}; build it with max_batch >= {B}.")
         self._t0 = time.perf_counter()
-        rows = self._split(B, self.train_threads)
+        rows = split(B, self.train_threads)
         n_lab = int((y >= 0).sum())
-        with self._blas_single_thread(len(rows)):
+        with blas_single_thread(len(rows)):
             const = self._constants(p)
-            done = self._parallel(lambda t, r, bar: self._step(
+            done = self.team.run(lambda t, r, bar: self._step(
                 p, x, y, noise, const, n_lab, g, t, *r, bar), rows)
             self._sum_parts(g, len(rows), self.summed_up)
         self._lap("backward", self._t1)
@@ -266,7 +210,7 @@ class FastModel:
         R, ws = x.shape[0] * self.cfg.K, self.ws[0]
         for j in range(1, self.n + 1):
             top = ws.logits if j == self.n else ws.dec_dh[j]
-            c0, c1 = self._split(top.shape[1], T, lighter=self.COUPLE_SHARE)[t]
+            c0, c1 = split(top.shape[1], T, lighter=self.COUPLE_SHARE)[t]
             np.matmul(ws.dec_h[j - 1][:R].T, top[:R, c0:c1], out=g[f"dec{j}.W"][:, c0:c1])
         barrier.wait()                                  # da, dmu, dlv are ready
         self._up(p, x, noise, g, t, i0, i1, barrier)
@@ -351,7 +295,7 @@ class FastModel:
         barrier.wait()
         B = x.shape[0]
         for i in range(n_layers):
-            c0, c1 = self._split(ws.enc_dh[i].shape[1], barrier.parties)[t]
+            c0, c1 = split(ws.enc_dh[i].shape[1], barrier.parties)[t]
             below = ws.enc_h[i - 1][:B] if i > 0 else x
             np.matmul(below.T, ws.enc_dh[i][:B, c0:c1], out=g[f"enc{i}.W"][:, c0:c1])
         if t == 0:                       # the small ones: a few microseconds each
@@ -415,9 +359,9 @@ class FastModel:
                     for s in mine]
 
         T = min(T, len(starts))
-        with self._blas_single_thread(T):
+        with blas_single_thread(T):
             const = self._constants(p)
-            done = self._parallel(run, [starts[t::T] for t in range(T)])
+            done = self.team.run(run, [starts[t::T] for t in range(T)])
         for c, s in enumerate(starts):
             terms, q_sum, _ = done[c % T][c // T]
             w = min(bs, n - s) / n

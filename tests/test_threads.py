@@ -1,0 +1,43 @@
+"""npvae/threads.py: how work is split over threads, and a failing thread never hangs a run."""
+from __future__ import annotations
+
+import pytest
+
+from npvae.threads import Team, split
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20, 784])
+@pytest.mark.parametrize("T", [1, 2, 3, 8])
+@pytest.mark.parametrize("lighter", [0.0, 0.03, 0.9])
+def test_split_covers_every_row_once_in_non_empty_ranges(n, T, lighter):
+    ranges = split(n, T, lighter)
+    assert len(ranges) == min(n, T)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(a < b for a, b in ranges)
+    assert all(b == c for (_, b), (c, _) in zip(ranges[:-1], ranges[1:]))
+
+
+def test_split_lighter_first_share():
+    assert split(784, 2) == [(0, 392), (392, 784)]
+    (a0, a1), (b0, b1) = split(784, 2, lighter=0.03)
+    assert a1 - a0 == round(392 * 0.97) and b1 - b0 == 784 - round(392 * 0.97)
+
+
+def test_team_runs_items_on_their_threads_and_returns_in_order():
+    team = Team(3)
+    seen = team.run(lambda t, item, bar: (bar.wait(), (t, item))[1], ["a", "b", "c"])
+    assert seen == [(0, "a"), (1, "b"), (2, "c")]
+
+
+def test_an_error_in_one_thread_is_raised_and_frees_the_others():
+    team = Team(2)
+
+    def work(t, item, barrier):
+        if t == 1:
+            raise RuntimeError("thread 1 failed")
+        barrier.wait()                   # would wait forever without the abort
+        return item
+
+    with pytest.raises(RuntimeError, match="thread 1 failed"):     # the cause, not its echo
+        team.run(work, [0, 1])
+    assert team.run(lambda t, item, bar: (bar.wait(), item)[1], [5, 6]) == [5, 6]  # reusable
