@@ -21,10 +21,12 @@ What differs from the readable path (model.py), and why it gives the same number
   the images, each thread on its own rows: `_down` (forward, decoder and classifier backward)
   and `_up` (pathway, heads and trunk backward). Between them, after a barrier, thread 0
   computes what couples images (`_couple`: the loss terms through the batch usage and the
-  count of labeled images). A weight gradient sums over all images: after a barrier, thread t
-  computes its share of the *columns* of dW = h^T da over all rows, so no partial sums are
-  needed (thread 0 takes fewer of the decoder's, having just run `_couple`); bias gradients
-  are per-thread partial sums, added in thread order. Results are bit-for-bit repeatable.
+  count of labeled images). A weight gradient sums over all images. The decoder's: each
+  thread makes dW = h^T da over its own rows (data still in its core's cache), and while
+  thread 0 runs `_couple` the others add these partial sums, in thread order, by columns.
+  The encoder's, after a barrier: thread t makes its share of the *columns* of dW over all
+  rows (no partial sums). Bias gradients are per-thread partial sums, added in thread order.
+  Results are bit-for-bit repeatable.
   Evaluation chunks are independent: each thread takes whole chunks.
 * The classifier runs on the labeled rows only: its loss is a mean over them, so the other
   rows' logits would be computed and thrown away (their gradient is exactly 0).
@@ -78,11 +80,6 @@ class Workspace:
 class FastModel:
     """Loss, gradient and evaluation of the model for one config, with reused workspaces."""
 
-    # Thread 0 runs `_couple` (~0.17 ms) while the others start on the decoder's weight
-    # gradients (~3.1 ms a thread on 2 cores): it takes this fraction of an equal share of
-    # the columns fewer, and the others share them out (0.17 / (2 x 3.1) on 2 cores).
-    COUPLE_SHARE = 0.03
-
     def __init__(self, cfg: Config, max_batch: int | None = None, threads: int | None = None,
                  train_threads: int | None = None):
         """threads: Python threads for evaluation (default: one per core), each on whole
@@ -113,6 +110,9 @@ class FastModel:
                           for i in range(len(dims) - 1)},
                        **{f"cls{i}.b": np.empty(dims[i + 1], self.dtype)
                           for i in range(len(dims) - 1)},
+                       **{f"dec{j}.W": np.empty((a, b), self.dtype) for j, (a, b) in
+                          enumerate(zip(cfg.decoder_dims, (*cfg.decoder_dims[1:], cfg.input_dim)),
+                                    start=1)},
                        "dac": np.empty((cfg.K, cfg.decoder_dims[0]), self.dtype)}
                       for _ in range(T)]
         self.weights = np.array([cfg.w_rec, cfg.w_kl, cfg.w_klc, cfg.w_dir,
@@ -198,20 +198,30 @@ class FastModel:
         return sum(terms.values()), terms
 
     def _step(self, p, x, y, noise, const, n_lab, g, t, i0, i1, barrier):
-        """Thread t's part of a training step, images i0:i1: `_down`, then (thread 0 alone,
-        between two barriers) `_couple`, then `_up`. Returns the thread's share of the
+        """Thread t's part of a training step, images i0:i1: `_down` and the decoder's weight
+        gradients over these rows; after a barrier thread 0 runs `_couple` while the others
+        add up those partial sums; after another, `_up`. Returns the thread's share of the
         classifier's CE, and (thread 0) the other five weighted terms."""
         T = barrier.parties
         ce = self._down(p, x, y, noise, const[3], n_lab, t, i0, i1)
-        barrier.wait()                                  # every thread's rows are done
-        terms = self._couple(p, g, const, x.shape[0], T) if t == 0 else None
-        # this thread's columns of each decoder weight gradient dW = h^T da over all rows;
-        # thread 0, which has just done _couple, takes fewer
-        R, ws = x.shape[0] * self.cfg.K, self.ws[0]
+        # the decoder's weight gradients dW = h^T da over this thread's rows (a partial sum)
+        ws, r0, r1 = self.ws[0], i0 * self.cfg.K, i1 * self.cfg.K
         for j in range(1, self.n + 1):
             top = ws.logits if j == self.n else ws.dec_dh[j]
-            c0, c1 = split(top.shape[1], T, lighter=self.COUPLE_SHARE)[t]
-            np.matmul(ws.dec_h[j - 1][:R].T, top[:R, c0:c1], out=g[f"dec{j}.W"][:, c0:c1])
+            out = g[f"dec{j}.W"] if T == 1 else self.parts[t][f"dec{j}.W"]
+            np.matmul(ws.dec_h[j - 1][r0:r1].T, top[r0:r1], out=out)
+        barrier.wait()                                  # every thread's rows are done
+        if t == 0:
+            terms = self._couple(p, g, const, x.shape[0], T)
+        else:                    # meanwhile the others add up the partial sums, by columns
+            terms = None
+            for j in range(1, self.n + 1):
+                name = f"dec{j}.W"
+                c0, c1 = split(g[name].shape[1], T - 1)[t - 1]
+                total = g[name][:, c0:c1]
+                np.add(self.parts[0][name][:, c0:c1], self.parts[1][name][:, c0:c1], out=total)
+                for u in range(2, T):
+                    total += self.parts[u][name][:, c0:c1]
         barrier.wait()                                  # da, dmu, dlv are ready
         self._up(p, x, noise, g, t, i0, i1, barrier)
         return ce, terms

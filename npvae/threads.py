@@ -16,7 +16,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
-import numpy as np
 from threadpoolctl import ThreadpoolController
 
 _BLAS = None                    # threadpoolctl controller, made once (it scans loaded libraries)
@@ -27,15 +26,11 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def split(n: int, T: int, lighter: float = 0.0) -> list[tuple[int, int]]:
-    """n rows (or columns) in contiguous ranges, one per thread (at most n), none empty; the
-    first range is shorter by `lighter` of an equal share (the others share that out)."""
-    T = min(T, n)
-    if T <= 1:
-        return [(0, n)]
-    weights = np.cumsum([0.0, 1.0 - lighter] + [1.0 + lighter / (T - 1)] * (T - 1))
-    ends = [min(max(round(n * w / T), t), n - T + t) for t, w in enumerate(weights)]
-    return list(zip(ends[:-1], ends[1:]))
+def split(n: int, T: int) -> list[tuple[int, int]]:
+    """n rows (or columns) in contiguous ranges of near-equal length, one per thread (at most
+    n of them, none empty)."""
+    T = max(1, min(T, n))
+    return [(t * n // T, (t + 1) * n // T) for t in range(T)]
 
 
 def blas_single_thread(T: int):
