@@ -218,19 +218,17 @@ class FastModel:
             for j in range(1, self.n + 1):
                 name = f"dec{j}.W"
                 c0, c1 = split(g[name].shape[1], T - 1)[t - 1]
-                total = g[name][:, c0:c1]
-                np.add(self.parts[0][name][:, c0:c1], self.parts[1][name][:, c0:c1], out=total)
-                for u in range(2, T):
-                    total += self.parts[u][name][:, c0:c1]
+                self._sum_parts(g, T, [name], slice(c0, c1))
         barrier.wait()                                  # da, dmu, dlv are ready
         self._up(p, x, noise, g, t, i0, i1, barrier)
         return ce, terms
 
     def _couple(self, p, g, const, B: int, T: int):
-        """What couples the images (thread 0, the others waiting): the loss terms through the
-        batch usage (their gradients w.r.t. the heads into ws.da, dmu, dlv), the threads'
-        partial sums of the decoder's bias and classifier gradients, and the component
-        pathway's backward pass from d(ac) = sum over images. Returns the five terms."""
+        """What couples the images (thread 0, while the others add up the decoder's weight
+        gradients): the loss terms through the batch usage (their gradients w.r.t. the heads
+        into ws.da, dmu, dlv), the threads' partial sums of the decoder's bias and classifier
+        gradients, and the component pathway's backward pass from d(ac) = sum over images.
+        Returns the five terms."""
         pi, hc, c_hc, _ = const
         P, ws = self.cfg.pathway_dim, self.ws[0]
         terms, dpi_logits = self._terms(ws, B, pi, 0.0)
@@ -317,13 +315,14 @@ class FastModel:
             g["dec_z.b"][...] = ws.dhz[:B].sum(axis=0)
             np.matmul(ws.hz[:B].T, ws.daz[:B], out=g["dec0.W"][:P])
 
-    def _sum_parts(self, g: Params, T: int, names):
-        """g[name] = the threads' partial sums, added in thread order."""
+    def _sum_parts(self, g: Params, T: int, names, cols=slice(None)):
+        """g[name] = the threads' partial sums, added in thread order (only the columns
+        `cols` of the last axis, when given)."""
         for name in names:
-            total = g[name]
-            np.copyto(total, self.parts[0][name])
+            total = g[name][..., cols]
+            np.copyto(total, self.parts[0][name][..., cols])
             for t in range(1, T):
-                total += self.parts[t][name]
+                total += self.parts[t][name][..., cols]
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, ws: Workspace, p: Params, x, y, const, outputs: bool):
