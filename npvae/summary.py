@@ -23,8 +23,9 @@ from .params import Params
 
 
 def model_outputs(p: Params, x, cfg: Config) -> dict[str, np.ndarray]:
-    """Eval mode (z = mu, no dropout) in chunks: q (N,K), mu (N,d), cls_logits (N,C).
-    The (N,K,D) decoder logits are not kept: only the figures need a few of them."""
+    """Eval mode (z = mu, no dropout) in chunks: q (N,K), mu (N,d), cls_logits (N,C), from
+    the encoder and the classifier only: the decoder is not run (draw_figures decodes the
+    few images its figures show)."""
     parts = {"q": [], "mu": [], "cls_logits": []}
     n_cls = len(cfg.classifier_dims) + 1
     for s in range(0, x.shape[0], cfg.eval_batch_size):
