@@ -7,7 +7,7 @@ one clear sentence. Field names are the flag names with '-' for '_'.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 
 class ConfigError(ValueError):

@@ -180,7 +180,7 @@ class FastModel:
     def loss_and_grads(self, p: Params, x, y, noise: Noise, g: Params):
         """Training mode (sampled z, dropout): the loss and its weighted terms; the gradient
         is written into g (every array). model.loss_and_grads with g given, not returned."""
-        cfg, ws, B, P = self.cfg, self.ws[0], x.shape[0], self.cfg.pathway_dim
+        cfg, B = self.cfg, x.shape[0]
         if B > self.max_batch:
             raise ValueError(f"batch of {B} images exceeds this FastModel's max_batch "
                              f"{self.max_batch}; build it with max_batch >= {B}.")
