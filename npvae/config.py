@@ -10,6 +10,9 @@ import dataclasses
 from dataclasses import dataclass, fields
 
 
+MODELS = ("mixture", "gmm")
+
+
 class ConfigError(ValueError):
     """A setting is unknown or has a bad value; the message names it and what is accepted."""
 
@@ -23,6 +26,8 @@ class Config:
     seed: int = 42                    # one seed: data split, init, shuffles, noise
     val_fraction: float = 0.1         # share of images held out for validation
     # --- model (spec section 2) ---
+    model: str = "mixture"            # "mixture": the seed's model; "gmm": Gaussian-mixture prior,
+                                      # q(c|x) = p(c|z), components are the classes (docs/math.md)
     K: int = 10                       # mixture components
     latent_dim: int = 2               # d, size of z
     hidden_dims: tuple[int, ...] = (256, 128, 64)   # encoder trunk
@@ -41,6 +46,14 @@ class Config:
     dirichlet_alpha: float = 5.0      # concentration of the Dirichlet prior on pi
     w_div: float = -0.05              # batch-usage entropy; negative rewards spread-out usage
     w_cls: float = 1.0                # classifier cross-entropy on labeled images
+    # --- semi-supervised training (model "gmm"; 0 everywhere reproduces the seed's loop) ---
+    labeled_per_batch: int = 0        # labeled training images added to every batch (drawn
+                                      # with replacement), so each step sees the labels
+    warmup_epochs: int = 0            # epochs with the KL terms off (a plain autoencoder)
+    anneal_epochs: int = 0            # then epochs over which their weight rises linearly to 1
+    aug_rotate: float = 0.0           # random affine augmentation of training batches:
+    aug_scale: float = 0.0            #   rotation up to +-deg, scale 1 +- s, shift up to +-px,
+    aug_shift: float = 0.0            #   drawn per image and step (0: no augmentation)
     # --- optimiser (spec section 4) ---
     lr: float = 1e-3
     beta1: float = 0.9
@@ -81,7 +94,11 @@ class Config:
             if str(f.type) == "float":
                 v = getattr(self, f.name)
                 need(v == v and abs(v) != float("inf"), f.name, "it must be a finite number")
+        need(self.model in MODELS, "model", f"use one of {', '.join(MODELS)}")
         need(self.K >= 1, "K", "the number of components must be at least 1")
+        need(self.model != "gmm" or self.K == self.num_classes, "K",
+             f"model gmm uses one component per class, so K must equal num_classes "
+             f"({self.num_classes})")
         need(self.latent_dim >= 1, "latent_dim", "it must be at least 1")
         for name in ("hidden_dims", "decoder_dims", "classifier_dims"):
             dims = getattr(self, name)
@@ -103,6 +120,11 @@ class Config:
         need(self.adam_eps > 0, "adam_eps", "it must be > 0")
         need(self.grad_clip > 0, "grad_clip", "it must be > 0")
         need(self.epochs >= 0, "epochs", "it must be 0 or more")
+        for name in ("labeled_per_batch", "warmup_epochs", "anneal_epochs"):
+            need(getattr(self, name) >= 0, name, "it must be 0 or more")
+        need(0.0 <= self.aug_rotate <= 180.0, "aug_rotate", "give degrees in [0, 180]")
+        need(0.0 <= self.aug_scale < 1.0, "aug_scale", "it must lie in [0, 1)")
+        need(0.0 <= self.aug_shift <= 14.0, "aug_shift", "give pixels in [0, 14]")
         need(self.patience >= 1, "patience", "it must be at least 1")
         need(self.dtype in ("float32", "float64"), "dtype", "use float32 or float64")
         need(self.dirichlet_alpha > 0, "dirichlet_alpha", "it must be > 0")
@@ -131,6 +153,18 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return self.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def augments(self) -> bool:
+        """Are training batches randomly warped (aug_rotate, aug_scale, aug_shift)?"""
+        return bool(self.aug_rotate or self.aug_scale or self.aug_shift)
+
+    def kl_scale(self, epoch: int) -> float:
+        """The staged schedule's factor on the KL terms in epoch 1, 2, ...: 0 during the
+        warm-up, then rising linearly to 1 over the anneal (1 throughout when both are 0)."""
+        if epoch <= self.warmup_epochs:
+            return 0.0
+        return min(1.0, (epoch - self.warmup_epochs) / max(self.anneal_epochs, 1))
 
 
 def _check_type(f: dataclasses.Field, value) -> None:

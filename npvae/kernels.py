@@ -406,9 +406,60 @@ def adamw_np(p, g, m, v, decay, clip, lr, b1, b2, eps, wd, t):
     p -= lr * (m / (1 - b1 ** t) / (np.sqrt(v / (1 - b2 ** t)) + eps) + wd * decay * p)
 
 
+# ------------------------------------------- affine warp of 28 x 28 images (augment.py)
+@njit(**_jit)
+def warp(x, A, side, out):
+    """out[b] = image x[b] (side x side, row-major) sampled bilinearly at A[b] (u, v, 1)^T:
+    output pixel (row v, column u), both centred on the image's middle, reads the source at
+        (su, sv) = (A[b,0,0] u + A[b,0,1] v + A[b,0,2],  A[b,1,0] u + A[b,1,1] v + A[b,1,2])
+    (centred too); source pixels outside the image count as 0.  x, out (B, side*side) float64
+    (float32 rows ran 3x slower here: every pixel converts), A (B, 2, 3)."""
+    c = (side - 1) / 2.0
+    for b in range(x.shape[0]):
+        xb, ob = x[b], out[b]
+        a00, a01, a02 = A[b, 0, 0], A[b, 0, 1], A[b, 0, 2]
+        a10, a11, a12 = A[b, 1, 0], A[b, 1, 1], A[b, 1, 2]
+        for r in range(side):
+            bu = a01 * (r - c) + a02 + c                 # the row's share, then per column
+            bv = a11 * (r - c) + a12 + c
+            for col in range(side):
+                su, sv = a00 * (col - c) + bu, a10 * (col - c) + bv
+                fu0, fv0 = math.floor(su), math.floor(sv)
+                u0, v0 = int(fu0), int(fv0)
+                fu, fv = su - fu0, sv - fv0
+                acc = 0.0
+                for dv in range(2):                      # the 4 neighbours, 0 outside
+                    vv = v0 + dv
+                    if 0 <= vv < side:
+                        wv = fv if dv else 1.0 - fv
+                        if 0 <= u0 < side:
+                            acc += wv * (1.0 - fu) * xb[vv * side + u0]
+                        if 0 <= u0 + 1 < side:
+                            acc += wv * fu * xb[vv * side + u0 + 1]
+                ob[r * side + col] = max(acc, 0.0)      # rounding may leave -1e-17
+
+
+def warp_np(x, A, side, out):
+    c = (side - 1) / 2.0
+    v, u = np.mgrid[0:side, 0:side].reshape(2, -1) - c                     # (side*side,) each
+    su = A[:, 0, 0, None] * u + A[:, 0, 1, None] * v + A[:, 0, 2, None] + c  # (B, side*side)
+    sv = A[:, 1, 0, None] * u + A[:, 1, 1, None] * v + A[:, 1, 2, None] + c
+    u0, v0 = np.floor(su), np.floor(sv)
+    fu, fv = su - u0, sv - v0
+    acc = np.zeros(su.shape)
+    rows = np.arange(x.shape[0])[:, None]
+    for dv in (0, 1):
+        for du in (0, 1):
+            uu, vv = (u0 + du).astype(np.int64), (v0 + dv).astype(np.int64)
+            inside = (uu >= 0) & (uu < side) & (vv >= 0) & (vv < side)
+            pix = x[rows, np.where(inside, vv * side + uu, 0)]
+            acc += np.where(inside, (fv if dv else 1 - fv) * (fu if du else 1 - fu) * pix, 0.0)
+    out[...] = np.maximum(acc, 0.0)
+
+
 # ----------------------------------------------------------------------- the registry
 NAMES = ("bias_lrelu", "lrelu_grad_bias", "pair_lrelu", "pair_lrelu_grad", "bce_grad",
-         "bce_eval", "heads_forward", "latent_terms", "sq_norm", "adamw")
+         "bce_eval", "heads_forward", "latent_terms", "sq_norm", "adamw", "warp")
 
 
 def numpy_twins() -> SimpleNamespace:
@@ -434,4 +485,5 @@ def warm_up(dtype) -> None:
     heads_forward(a, a, a, a[:0], a.copy(), a.copy())
     latent_terms(a / 3, a, a, a, v / 3, w, a.copy(), a.copy(), a.copy(), v.copy())
     sq_norm(v)
+    warp(np.ones((1, 4)), np.zeros((1, 2, 3)), 2, np.ones((1, 4)))
     adamw(v.copy(), v, v.copy(), v.copy(), v, 1.0, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 1)

@@ -200,3 +200,59 @@ def labeled_ce_backward(dy, cache):
         dlogits[rows, y[rows]] -= 1.0
         dlogits *= dy / n
     return dlogits
+
+
+# ------------------------------------------------------ log-softmax (model gmm)
+def log_softmax_forward(a):
+    """lp = log softmax(a) over the last axis.   a (..., K) -> lp (..., K)."""
+    lp = log_softmax(a)
+    return lp, lp
+
+
+def log_softmax_backward(dlp, cache):
+    """da_k = dlp_k - p_k sum_j dlp_j, with p = e^lp."""
+    lp = cache
+    return dlp - np.exp(lp) * dlp.sum(axis=-1, keepdims=True)
+
+
+# ------------------------------- Gaussian mixture prior p(z|c) = N(m_c, e^{v_c}) (gmm)
+def gauss_logpdf_mix_forward(z, m, v):
+    """log N(z_i; m_c, diag e^{v_c}) for every row i and component c
+        = -1/2 sum_j [(z_ij - m_cj)^2 e^{-v_cj} + v_cj + log 2 pi].
+    z (B, d), m (K, d), v (K, d) log-variances -> (B, K)."""
+    diff = z[:, None, :] - m[None, :, :]                                    # (B, K, d)
+    iv = np.exp(-v)                                                         # (K, d)
+    out = -0.5 * (diff * diff * iv + v + np.log(2.0 * np.pi)).sum(axis=-1)
+    return out, (diff, iv)
+
+
+def gauss_logpdf_mix_backward(dy, cache):
+    """dz_i = -sum_c dy_ic (z_i - m_c) e^{-v_c};  dm_c = sum_i dy_ic (z_i - m_c) e^{-v_c};
+    dv_c = 1/2 sum_i dy_ic ((z_i - m_c)^2 e^{-v_c} - 1).   Returns dz, dm, dv."""
+    diff, iv = cache
+    t = dy[:, :, None] * diff * iv                                          # (B, K, d)
+    dv = 0.5 * (t * diff).sum(axis=0) - 0.5 * dy.sum(axis=0)[:, None]
+    return -t.sum(axis=1), t.sum(axis=0), dv
+
+
+def gauss_kl_mix_forward(mu, lv, m, v):
+    """KL(N(mu_i, e^{lv_i}) || N(m_c, e^{v_c})) for every row i and component c
+        = 1/2 sum_j [v_cj - lv_ij + (e^{lv_ij} + (mu_ij - m_cj)^2) e^{-v_cj} - 1].
+    mu, lv (B, d), m, v (K, d) -> (B, K)."""
+    diff = mu[:, None, :] - m[None, :, :]                                   # (B, K, d)
+    iv, s2 = np.exp(-v), np.exp(lv)
+    r = (s2[:, None, :] + diff * diff) * iv                                 # (B, K, d)
+    out = 0.5 * (v[None] - lv[:, None, :] + r - 1.0).sum(axis=-1)
+    return out, (diff, iv, s2, r)
+
+
+def gauss_kl_mix_backward(dy, cache):
+    """dmu_i = sum_c dy_ic (mu_i - m_c) e^{-v_c};   dlv_i = 1/2 sum_c dy_ic (e^{lv_i - v_c} - 1);
+    dm_c = -sum_i dy_ic (mu_i - m_c) e^{-v_c};  dv_c = 1/2 sum_i dy_ic (1 - r_ic).
+    Returns dmu, dlv, dm, dv."""
+    diff, iv, s2, r = cache
+    dy3 = dy[:, :, None]                                                    # (B, K, 1)
+    t = dy3 * diff * iv                                                     # (B, K, d)
+    dlv = 0.5 * ((dy3 * iv).sum(axis=1) * s2 - dy.sum(axis=1)[:, None])
+    dv = 0.5 * (dy3 * (1.0 - r)).sum(axis=0)
+    return t.sum(axis=1), dlv, -t.sum(axis=0), dv

@@ -17,6 +17,7 @@ This is the readable reference path: every step is a layer pair from layers.py.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,15 +191,39 @@ def backward(p: Params, cache, cfg: Config) -> Params:
     return g
 
 
+def graph(cfg: Config):
+    """The module holding forward/backward for cfg.model: this one, or npvae/gmm.py."""
+    if cfg.model == "gmm":
+        from . import gmm
+        return gmm
+    return sys.modules[__name__]
+
+
 def loss_and_grads(p: Params, x, y, noise: Noise, cfg: Config):
-    """Pure function of (params, batch, noise) -> (loss, grads, terms)."""
-    loss, terms, _, cache = forward(p, x, y, cfg, noise)
-    return loss, backward(p, cache, cfg), terms
+    """Pure function of (params, batch, noise) -> (loss, grads, terms), for either model."""
+    m = graph(cfg)
+    loss, terms, _, cache = m.forward(p, x, y, cfg, noise)
+    return loss, m.backward(p, cache, cfg), terms
 
 
 def evaluate(p: Params, x, cfg: Config, y=None):
-    """Eval-mode forward (z = mu, no dropout): (Outputs, terms). y defaults to all unlabeled."""
+    """Eval-mode forward (z = mu, no dropout): (Outputs, terms). y defaults to all unlabeled.
+    Model gmm: Outputs.logits is (B, 1, D) (one decoder) and cls_logits = log p(c, z)."""
     if y is None:
         y = np.full(x.shape[0], -1)
-    loss, terms, out, _ = forward(p, x, y, cfg, None)
+    loss, terms, out, _ = graph(cfg).forward(p, x, y, cfg, None)
     return out, {**terms, "loss": loss}
+
+
+def responsibilities(p: Params, x, cfg: Config):
+    """Eval-mode q(c|x) (B, K), mu (B, d) and the class logits (B, C) without running the
+    decoder: the seed's encoder head and classifier, or gmm's p(c|z=mu) (logits log p(c, mu))."""
+    if cfg.model == "gmm":
+        from . import gmm
+        mu, _, _ = gmm.encoder_forward(p, x, cfg)
+        _, s, lq, _ = gmm.responsibilities_forward(p, mu)
+        return np.exp(lq), mu, s
+    q, mu, _, _ = encoder_forward(p, x, cfg)
+    n_cls = len(cfg.classifier_dims) + 1
+    return q, mu, mlp_forward(mu, p, "cls", n_cls, last_linear=True)[0]
+

@@ -14,6 +14,11 @@ P = pathway_dim, G = decoder_dims, C = classifier_dims):
                     dec{i}.W  first (2P, G[0]) on concat(hz, hc), then G[i-1] -> G[i],
                     last G[-1] -> D (logits)
     classifier      cls{i}.W  d -> C[0] -> ... -> num_classes  (+ .b)
+
+Model "gmm" (npvae/gmm.py) keeps the trunk and the mu / lv heads and has instead:
+
+    prior           pi_logits (K,)      prior_mu (K, d)     prior_lv (K, d)   p(z|c) = N(m_c, e^lv_c)
+    decoder         dec{i}.W  d -> G[0] -> ... -> D (logits), one decoder shared by all c
 """
 from __future__ import annotations
 
@@ -44,6 +49,15 @@ class Layout:
         for i in range(len(cfg.hidden_dims)):
             dense(f"enc{i}", dims[i], dims[i + 1])
         h = cfg.hidden_dims[-1]
+        if cfg.model == "gmm":
+            dense("enc_mu", h, cfg.latent_dim)
+            dense("enc_lv", h, cfg.latent_dim)
+            names.extend(["pi_logits", "prior_mu", "prior_lv"])
+            shapes.extend([(cfg.K,), (cfg.K, cfg.latent_dim), (cfg.K, cfg.latent_dim)])
+            dims = (cfg.latent_dim, *cfg.decoder_dims, cfg.input_dim)
+            for i in range(len(dims) - 1):
+                dense(f"dec{i}", dims[i], dims[i + 1])
+            return cls._packed(names, shapes)
         dense("enc_c", h, cfg.K)
         dense("enc_mu", h, cfg.latent_dim)
         dense("enc_lv", h, cfg.latent_dim)
@@ -58,6 +72,10 @@ class Layout:
         for i in range(len(dims) - 1):
             dense(f"cls{i}", dims[i], dims[i + 1])
 
+        return cls._packed(names, shapes)
+
+    @classmethod
+    def _packed(cls, names, shapes) -> "Layout":
         sizes = [int(np.prod(s)) for s in shapes]
         offsets = tuple(int(o) for o in np.cumsum([0] + sizes[:-1]))
         return cls(tuple(names), tuple(shapes), offsets, int(sum(sizes)))
@@ -129,7 +147,8 @@ def truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
 
 def init_params(cfg: Config, rng: np.random.Generator) -> Params:
     """LeCun-normal Dense weights (std sqrt(1/fan_in), truncated at 2 std), zero biases,
-    pi_logits = 0 (uniform pi), embeddings ~ N(0, 0.02^2) (spec section 2)."""
+    pi_logits = 0 (uniform pi), embeddings ~ N(0, 0.02^2) (spec section 2); model gmm:
+    component means ~ N(0, I), log-variances 0."""
     layout = Layout.from_config(cfg)
     p = Params(layout, np.zeros(layout.size, dtype=cfg.dtype))
     for name, shape in zip(layout.names, layout.shapes):
@@ -137,4 +156,6 @@ def init_params(cfg: Config, rng: np.random.Generator) -> Params:
             p[name][...] = truncated_normal(rng, shape, np.sqrt(1.0 / shape[0]))
         elif name == "embed":
             p[name][...] = 0.02 * rng.standard_normal(shape)
+        elif name == "prior_mu":           # model gmm: component means spread like N(0, I)
+            p[name][...] = rng.standard_normal(shape)
     return p

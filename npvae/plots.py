@@ -200,8 +200,10 @@ def plot_model_evolution(pi_hist, usage_hist, path) -> Path:
     return _save(fig, path)
 
 
-def plot_embedding_divergence(embed, path) -> Path:
-    """Heatmap of the K x K Euclidean distances ||e_i - e_j|| between embeddings e (K, 8).
+def plot_embedding_divergence(embed, path,
+                              what: str = "Component embedding distances") -> Path:
+    """Heatmap of the K x K Euclidean distances ||e_i - e_j|| between embeddings e (K, 8)
+    (model gmm: between the component means m_k, `what` naming them in the title).
 
     The title gives mean/std/min/max over the K(K-1)/2 distinct pairs (i < j).
     """
@@ -222,12 +224,15 @@ def plot_embedding_divergence(embed, path) -> Path:
     ax.set_yticks(ticks)
     ax.set_xticklabels([f"c{k}" for k in ticks], fontsize=7, rotation=90 if K > 10 else 0)
     ax.set_yticklabels([f"c{k}" for k in ticks], fontsize=7)
-    ax.set_title(f"Component embedding distances\n{stats}", fontsize=10)
+    ax.set_title(f"{what}\n{stats}", fontsize=10)
     return _save(fig, path)
 
 
-def plot_reconstruction_by_component(x, comp_probs, q, weighted, path) -> Path:
-    """Per-component decodings of n images.
+def plot_reconstruction_by_component(x, comp_probs, q, weighted, path,
+                                     title: str = "Reconstruction by component: sigmoid(l_k) "
+                                                  "titled with q(c=k|x)") -> Path:
+    """Per-component decodings of n images (model gmm: each image's z moved to every
+    component, z - m_c(x) + m_k, `title` saying so).
 
     x (n, 784); comp_probs (n, K, 784) = sigmoid(l_k); q (n, K); weighted (n, 784).
     Row i: original, then sigmoid(l_ik) for every k titled with q_ik, then the weighted
@@ -246,5 +251,5 @@ def plot_reconstruction_by_component(x, comp_probs, q, weighted, path) -> Path:
         for k in range(K):
             _image(axes[i, k + 1], comp_probs[i, k], f"c{k} q={q[i, k]:.2f}", fontsize=7)
         _image(axes[i, cols - 1], weighted[i], "weighted", fontsize=8)
-    fig.suptitle("Reconstruction by component: sigmoid(l_k) titled with q(c=k|x)")
+    fig.suptitle(title)
     return _save(fig, path)

@@ -124,6 +124,11 @@ def _header_lines(header: dict, summary: dict) -> list[str]:
     return lines
 
 
+# The seed's line says "mixture"; model gmm's prior has a learned Gaussian per component.
+PRIORS = {"mixture": "mixture",
+          "gmm": "Gaussian mixture (learned means and variances; q(c|x) = p(c|z))"}
+
+
 def _config_lines(config: dict) -> list[str]:
     return [
         "## Configuration",
@@ -136,7 +141,7 @@ def _config_lines(config: dict) -> list[str]:
         "",
         "### Model",
         "",
-        "- Prior: mixture",
+        f"- Prior: {PRIORS.get(config.get('model', 'mixture'), 'mixture')}",
         f"- Latent dim: {config['latent_dim']}",
         f"- Hidden dims: {_hidden_dims(config['hidden_dims'])}",
         f"- Components (K): {config['K']}",

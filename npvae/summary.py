@@ -18,7 +18,7 @@ from . import plots
 from .config import Config
 from .data import Splits
 from .layers import sigmoid, softmax_forward
-from .model import encoder_forward, evaluate, mlp_forward
+from .model import evaluate, mlp_forward, responsibilities
 from .params import Params
 
 
@@ -27,12 +27,11 @@ def model_outputs(p: Params, x, cfg: Config) -> dict[str, np.ndarray]:
     the encoder and the classifier only: the decoder is not run (draw_figures decodes the
     few images its figures show)."""
     parts = {"q": [], "mu": [], "cls_logits": []}
-    n_cls = len(cfg.classifier_dims) + 1
     for s in range(0, x.shape[0], cfg.eval_batch_size):
-        q, mu, _, _ = encoder_forward(p, x[s:s + cfg.eval_batch_size], cfg)   # no decoder
+        q, mu, cls_logits = responsibilities(p, x[s:s + cfg.eval_batch_size], cfg)
         parts["q"].append(q)
         parts["mu"].append(mu)
-        parts["cls_logits"].append(mlp_forward(mu, p, "cls", n_cls, last_linear=True)[0])
+        parts["cls_logits"].append(cls_logits)
     return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
 
 
@@ -105,9 +104,14 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
     comp = q.argmax(axis=1)
     # a few validation images decoded by every component (z = mu)
     shown = val[:8]
-    out, _ = evaluate(p, x[shown], cfg)
-    qs, ls = out.q.astype(np.float64), out.logits.astype(np.float64)    # (8,K), (8,K,D)
-    weighted = sigmoid(np.einsum("nk,nkd->nd", qs, ls))                 # sigmoid(sum_k q_k l_k)
+    qs, by_comp, weighted = decoded_by_component(p, x[shown], cfg)
+    if cfg.model == "gmm":
+        means, what = p["prior_mu"], "Distances between the component means m_k"
+        title = ("Each image's z moved to every component, z - m_c(x) + m_k, decoded; "
+                 "titled with q(c=k|x)")
+    else:
+        means, what = p["embed"], "Component embedding distances"
+        title = "Reconstruction by component: sigmoid(l_k) titled with q(c=k|x)"
     figures = {
         "loss_comparison": lambda f: plots.plot_loss_comparison(history, f),
         "latent_spaces": lambda f: plots.plot_latent_by_label(mu, y, f),
@@ -118,9 +122,9 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
         "model_evolution": lambda f: plots.plot_model_evolution(
             np.asarray(history["pi"]), np.asarray(history["usage"]), f),
         "embedding_divergence": lambda f: plots.plot_embedding_divergence(
-            p["embed"].astype(np.float64), f),
+            means.astype(np.float64), f, what),
         "reconstruction_by_component": lambda f: plots.plot_reconstruction_by_component(
-            x[shown[:3]], sigmoid(ls[:3]), qs[:3], weighted[:3], f),
+            x[shown[:3]], by_comp[:3], qs[:3], weighted[:3], f, title),
     }
     drawn = []
     for key, draw in figures.items():
@@ -132,6 +136,24 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
             plots.plt.close("all")
             path[key].unlink(missing_ok=True)
     return drawn
+
+def decoded_by_component(p: Params, x, cfg: Config):
+    """Eval mode (z = mu) for n images: q (n, K), images decoded "by component" (n, K, D) and
+    the weighted reconstruction (n, D), as probabilities in float64.
+    Seed model: sigmoid(l_k) of its component-aware decoder, weighted = sigmoid(sum_k q_k l_k).
+    Model gmm (one decoder): z_k = mu - m_c + m_k, the image's offset from its own component's
+    mean (c = argmax q) put at every component's mean; weighted = the plain reconstruction."""
+    out, _ = evaluate(p, x, cfg)
+    qs, ls = out.q.astype(np.float64), out.logits.astype(np.float64)    # (n,K), (n,K|1,D)
+    if cfg.model != "gmm":
+        return qs, sigmoid(ls), sigmoid(np.einsum("nk,nkd->nd", qs, ls))
+    m = p["prior_mu"].astype(np.float64)                                # (K, d)
+    z = out.mu.astype(np.float64)[:, None, :] - m[qs.argmax(axis=1)][:, None, :] + m[None]
+    n, K, d = z.shape
+    l = mlp_forward(z.reshape(n * K, d), p.astype(np.float64), "dec",
+                    len(cfg.decoder_dims) + 1, last_linear=True)[0]
+    return qs, sigmoid(l.reshape(n, K, -1)), sigmoid(ls[:, 0])
+
 
 def _plain(v):
     """numpy scalars/arrays -> plain Python for JSON."""

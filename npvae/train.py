@@ -29,7 +29,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import Config
+from .augment import augment
 from .fast import FastModel, adamw_step_fast, grad_norm
+from .fast_gmm import FastGMM
 from .layers import softmax_forward
 from .model import TERMS, evaluate, loss_and_grads
 from .noise import draw_noise
@@ -153,10 +155,14 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         best_loss, best_epoch, seconds = state.best_loss, state.best_epoch, state.fit_seconds
         first_epoch, first_step, order = state.epoch, state.step, state.order
     diverged, halt = "", None                           # halt: (epoch, step) to resume at
-    fast = FastModel(cfg) if engine == "fast" else None
+    fast = None
+    if engine == "fast":
+        fast = FastGMM(cfg) if cfg.model == "gmm" else FastModel(cfg)
+    pool = np.flatnonzero(ytr >= 0)                     # labeled training rows
+    extra = cfg.labeled_per_batch if pool.size else 0   # added to every batch
+    xbuf = np.empty((cfg.batch_size + extra, cfg.input_dim), dtype)
     if fast is not None:
         grad = p.zeros_like()
-        xbuf = np.empty((cfg.batch_size, cfg.input_dim), dtype)
         fast.laps = profile
     clock = _Clock(profile)
 
@@ -167,19 +173,24 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         clock.lap("tracking")                           # the progress line of the last epoch
         if order is None:                               # (a resumed epoch keeps its order)
             order = rngs["shuffle"].permutation(n)
+        step_cfg = _scheduled(cfg, epoch)               # the KL weights of this epoch
+        if fast is not None and cfg.model == "gmm":
+            fast.reweight(step_cfg)
         for s in range(first_step * cfg.batch_size, n, cfg.batch_size):  # last partial kept
             idx = order[s:s + cfg.batch_size]
+            if extra:                                   # labeled rows, with replacement
+                idx = np.concatenate([idx, rngs["shuffle"].choice(pool, extra)])
             noise = draw_noise(cfg, idx.size, rngs["noise"])
             if fast is None:
-                xb = xtr[idx]
+                xb = _batch(xtr, idx, noise, cfg, xbuf)
                 clock.lap("batch")
-                loss, g, terms = loss_and_grads(p, xb, ytr[idx], noise, cfg)
+                loss, g, terms = loss_and_grads(p, xb, ytr[idx], noise, step_cfg)
                 clock.lap("forward+backward")
                 if not _finite(loss, g.flat) and (diverged := _diagnose(terms, loss, g)):
                     break                               # before the update: p stays good
                 adamw_step(p.flat, g.flat, opt, decay, cfg)
             else:
-                xb = np.take(xtr, idx, axis=0, out=xbuf[:idx.size])
+                xb = _batch(xtr, idx, noise, cfg, xbuf)
                 clock.lap("batch")
                 loss, terms = fast.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps fwd, bwd
                 clock.lap(None)
@@ -238,6 +249,21 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
                             order, best, float(best_loss), best_epoch, history, seconds)
     return FitResult(p, best, history, len(history["epoch"]), seconds, best_epoch, stopped,
                      opt, diverged, halt is not None, paused)
+
+
+def _scheduled(cfg: Config, epoch: int) -> Config:
+    """cfg with w_kl and w_klc scaled by the staged schedule's factor for this epoch
+    (cfg itself when the factor is 1, as always in the seed's model)."""
+    scale = cfg.kl_scale(epoch)
+    return cfg if scale == 1.0 else cfg.replace(w_kl=cfg.w_kl * scale, w_klc=cfg.w_klc * scale)
+
+
+def _batch(xtr, idx, noise, cfg: Config, buf):
+    """The step's images x[idx] in buf, warped by the step's augmentation draws if any."""
+    xb = np.take(xtr, idx, axis=0, out=buf[:idx.size])
+    if noise.aug is not None:
+        augment(xb.copy(), noise.aug, cfg, out=xb)
+    return xb
 
 
 def _restore(state: TrainState, cfg: Config, rngs: dict, n: int):

@@ -1,0 +1,267 @@
+"""Model gmm (npvae/gmm.py): its layers, every loss term's gradient, what the numbers mean,
+the fast engine against the readable path, the augmentation and the staged schedule.
+
+Gradient checks as in test_gradients.py: float64 central differences with the noise frozen,
+each term alone (the other weights 0) and the total, batches with no labeled row, one and
+several, every entry of every array of a small model; relative error at most 1e-6.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from npvae import layers as L
+from npvae import gmm, kernels
+from npvae.augment import affine_matrices, augment
+from npvae.config import Config, ConfigError
+from npvae.fast_gmm import FastGMM
+from npvae.model import evaluate, loss_and_grads, responsibilities
+from npvae.noise import draw_noise
+from npvae.params import Layout, init_params
+from npvae.train import _scheduled, fit
+
+from conftest import LABEL_CASES, check_layer, make_batch, numerical_grad, perturb, rel_err
+
+TOL = 1e-6
+WEIGHTS = {"recon": "w_rec", "kl_z": "w_kl", "kl_c": "w_klc", "dirichlet": "w_dir",
+           "diversity": "w_div", "cls": "w_cls"}
+
+
+def gmm_config(**overrides) -> Config:
+    """A small gmm model, every weight non-zero (w_dir, w_div too) so every path is used."""
+    base = dict(model="gmm", input_dim=12, hidden_dims=(8, 6), decoder_dims=(7, 9),
+                latent_dim=3, K=4, num_classes=4, dtype="float64", w_kl=0.7, w_klc=0.9,
+                w_dir=0.4, w_div=-0.3, w_cls=2.0)
+    return Config(**{**base, **overrides}).validate()
+
+
+def setup(labels: str, seed: int = 0):
+    rng = np.random.default_rng([seed, LABEL_CASES.index(labels)])
+    cfg = gmm_config()
+    p = init_params(cfg, rng)
+    perturb(p, rng, 0.5)
+    x, y = make_batch(cfg, 6, labels, rng)
+    return cfg, p, x, y, draw_noise(cfg, 6, rng)
+
+
+# ------------------------------------------------------------------------ layers
+@pytest.mark.parametrize("pair,shapes,wrt", [
+    ((L.log_softmax_forward, L.log_softmax_backward), [(5, 4)], [0]),
+    ((L.gauss_logpdf_mix_forward, L.gauss_logpdf_mix_backward), [(5, 3), (4, 3), (4, 3)],
+     [0, 1, 2]),
+    ((L.gauss_kl_mix_forward, L.gauss_kl_mix_backward), [(5, 3), (5, 3), (4, 3), (4, 3)],
+     [0, 1, 2, 3]),
+])
+def test_new_layers_gradients(pair, shapes, wrt):
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal(s) for s in shapes]
+    assert max(check_layer(*pair, inputs, wrt, rng)) < 1e-7
+
+
+def test_logpdf_matches_scipy():
+    rng = np.random.default_rng(2)
+    z, m, v = rng.standard_normal((5, 3)), rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    out, _ = L.gauss_logpdf_mix_forward(z, m, v)
+    ref = np.stack([multivariate_normal(m[c], np.diag(np.exp(v[c]))).logpdf(z)
+                    for c in range(4)], axis=1)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+def test_kl_mix_matches_monte_carlo():
+    """KL(N(mu, e^lv) || N(m_c, e^v_c)) = E_q[log q(z) - log p(z|c)], 200k samples."""
+    rng = np.random.default_rng(3)
+    mu, lv = rng.standard_normal((1, 2)), 0.5 * rng.standard_normal((1, 2))
+    m, v = rng.standard_normal((3, 2)), 0.5 * rng.standard_normal((3, 2))
+    kl, _ = L.gauss_kl_mix_forward(mu, lv, m, v)
+    z = mu + np.exp(lv / 2) * rng.standard_normal((200_000, 2))
+    logq = multivariate_normal(mu[0], np.diag(np.exp(lv[0]))).logpdf(z)
+    logp = L.gauss_logpdf_mix_forward(z, m, v)[0]                        # (N, 3)
+    mc = (logq[:, None] - logp).mean(axis=0)
+    np.testing.assert_allclose(kl[0], mc, rtol=3e-3)
+    assert np.all(kl >= 0)
+    same, _ = L.gauss_kl_mix_forward(m[:1], v[:1], m[:1], v[:1])
+    assert abs(same[0, 0]) < 1e-12                                       # KL(p || p) = 0
+
+
+# --------------------------------------------------------- the loss's gradient
+@pytest.mark.parametrize("labels", LABEL_CASES)
+@pytest.mark.parametrize("term", tuple(WEIGHTS) + ("total",))
+def test_gradient_of_each_term(term, labels):
+    cfg, p, x, y, noise = setup(labels)
+    if term != "total":
+        cfg = cfg.replace(**{w: 0.0 for t, w in WEIGHTS.items() if t != term})
+    loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
+    assert loss == pytest.approx(sum(terms.values()))
+    num = numerical_grad(lambda: gmm.forward(p, x, y, cfg, noise)[0], p.flat, h=1e-5)
+    worst = {n: rel_err(g[n].ravel(), num[o:o + g[n].size])
+             for n, o in zip(p.layout.names, p.layout.offsets)}
+    assert max(worst.values()) < TOL, worst
+
+
+@pytest.mark.parametrize("labels", LABEL_CASES)
+def test_gradient_eval_mode(labels):
+    cfg, p, x, y, _ = setup(labels)
+    fwd = lambda: gmm.forward(p, x, y, cfg, None)[0]                        # noqa: E731
+    _, _, _, cache = gmm.forward(p, x, y, cfg, None)
+    g = gmm.backward(p, cache, cfg)
+    assert rel_err(g.flat, numerical_grad(fwd, p.flat, h=1e-5)) < TOL
+
+
+# ------------------------------------------------------------- what it means
+def test_responsibilities_are_bayes_rule():
+    """q(c|x) = pi_c N(mu; m_c, e^v_c) / sum_c' (...), computed here with scipy."""
+    cfg, p, x, _, _ = setup("none")
+    q, mu, logits = responsibilities(p, x, cfg)
+    pi = np.exp(L.log_softmax(p["pi_logits"]))
+    dens = np.stack([pi[c] * multivariate_normal(p["prior_mu"][c], np.diag(np.exp(
+        p["prior_lv"][c]))).pdf(mu) for c in range(cfg.K)], axis=1)
+    np.testing.assert_allclose(q, dens / dens.sum(axis=1, keepdims=True), rtol=1e-10)
+    np.testing.assert_allclose(np.exp(L.log_softmax(logits)), q, rtol=1e-12)
+
+
+def test_labeled_rows_use_their_class():
+    """A labeled row's posterior is onehot(y): its KL_c is -log pi_y, its KL_z the KL to
+    component y alone, and the loss does not depend on its q (no gradient through it)."""
+    cfg, p, x, _, _ = setup("none")
+    y = np.array([2, -1, -1, -1, -1, -1])
+    mu, lv, _ = gmm.encoder_forward(p, x, cfg)
+    sums, q, _, pi, _ = gmm.latent_forward(p, mu, lv, mu, y, cfg.replace(w_kl=0.0))
+    sums_unl, *_ = gmm.latent_forward(p, mu[1:], lv[1:], mu[1:], y[1:], cfg.replace(w_kl=0.0))
+    assert sums["kl_c"] - sums_unl["kl_c"] == pytest.approx(-cfg.w_klc * np.log(pi[2]))
+    kl = L.gauss_kl_mix_forward(mu[:1], lv[:1], p["prior_mu"], p["prior_lv"])[0][0, 2]
+    only_kl = cfg.replace(w_klc=0.0, w_dir=0.0, w_div=0.0, w_cls=0.0)
+    s1 = gmm.latent_forward(p, mu[:1], lv[:1], mu[:1], y[:1], only_kl)[0]["kl_z"]
+    assert s1 == pytest.approx(cfg.w_kl * kl)
+
+
+def test_cls_term_is_cross_entropy_of_q():
+    cfg, p, x, _, _ = setup("none")
+    y = np.array([0, 3, -1, -1, 1, -1])
+    out, terms = evaluate(p, x, cfg, y)
+    rows = y >= 0
+    ce = -np.log(out.q[rows, y[rows]]).mean()
+    assert terms["cls"] == pytest.approx(cfg.w_cls * ce, rel=1e-12)
+
+
+def test_negative_elbo_at_init_is_recon_plus_kls():
+    """With w_rec = w_kl = w_klc = 1 and no other term the loss is the negative ELBO; at
+    initialisation (decoder logits near 0) the reconstruction is near D ln 2."""
+    cfg = gmm_config(w_dir=0.0, w_div=0.0, w_cls=0.0, w_kl=1.0, w_klc=1.0)
+    rng = np.random.default_rng(5)
+    p = init_params(cfg, rng)
+    x = np.full((6, cfg.input_dim), 0.5)
+    _, terms = evaluate(p, x, cfg)
+    assert terms["recon"] == pytest.approx(cfg.input_dim * np.log(2), rel=0.2)
+    assert terms["kl_z"] > 0 and terms["kl_c"] >= -1e-12
+    assert terms["dirichlet"] == terms["diversity"] == terms["cls"] == 0.0
+
+
+# -------------------------------------------------------- fast engine parity
+@pytest.mark.parametrize("labels", LABEL_CASES)
+def test_fast_engine_matches_readable_float64(labels):
+    cfg, p, x, y, noise = setup(labels)
+    loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
+    fast = FastGMM(cfg)
+    g2 = p.zeros_like()
+    g2.flat[:] = np.nan                          # every gradient must be written
+    loss2, terms2 = fast.loss_and_grads(p, x, y, noise, g2)
+    assert abs(loss - loss2) <= 1e-10 * abs(loss)
+    for k in terms:
+        assert abs(terms[k] - terms2[k]) <= 1e-10 * max(1.0, abs(terms[k]))
+    assert rel_err(g.flat, g2.flat) < 1e-10
+    out, ev = evaluate(p, x, cfg, y)
+    ev2, q_sum, out2 = fast.evaluate(p, x, y, outputs=True)
+    assert max(abs(ev[k] - ev2[k]) for k in ev) < 1e-10 * max(1.0, abs(ev["loss"]))
+    np.testing.assert_allclose(out2.q, out.q, rtol=1e-12)
+    np.testing.assert_allclose(q_sum, out.q.sum(axis=0), rtol=1e-12)
+
+
+def test_fast_engine_float32_close():
+    cfg, p, x, y, noise = setup("several")
+    cfg32 = cfg.replace(dtype="float32")
+    p32 = p.astype(np.float32)
+    n32 = type(noise)(noise.eps.astype(np.float32), ())
+    loss, g, _ = loss_and_grads(p, x, y, noise, cfg)
+    g2 = p32.zeros_like()
+    loss2, _ = FastGMM(cfg32).loss_and_grads(p32, x.astype(np.float32), y, n32, g2)
+    assert loss2 == pytest.approx(loss, rel=1e-5)
+    assert rel_err(g.flat, g2.flat) < 1e-4
+
+
+# -------------------------------------------------------------- augmentation
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_warp_kernel_matches_numpy_twin(dtype):
+    rng = np.random.default_rng(6)
+    cfg = Config(aug_rotate=30, aug_scale=0.2, aug_shift=3)
+    x = rng.random((7, 784))
+    A = affine_matrices(rng.uniform(-1, 1, (7, 4)), cfg)
+    a, b = np.empty_like(x), np.empty_like(x)
+    kernels.warp(x, A, 28, a)
+    kernels.warp_np(x, A, 28, b)
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    out = augment(x.astype(dtype), rng.uniform(-1, 1, (7, 4)), cfg)
+    assert out.dtype == dtype and out.min() >= 0 and out.max() <= 1
+
+
+def test_augment_identity_shift_and_rotation():
+    rng = np.random.default_rng(7)
+    x = rng.random((1, 784))
+    cfg = Config(aug_rotate=90, aug_scale=0.5, aug_shift=2)
+    same = augment(x, np.zeros((1, 4)), cfg)
+    np.testing.assert_allclose(same, x, atol=1e-12)
+    right = augment(x, np.array([[0.0, 0.0, 0.5, 0.0]]), cfg)            # 1 px to the right
+    im, out = x.reshape(28, 28), right.reshape(28, 28)
+    np.testing.assert_allclose(out[:, 1:], im[:, :-1], atol=1e-12)
+    assert np.all(out[:, 0] == 0)
+    quarter = augment(x, np.array([[1.0, 0.0, 0.0, 0.0]]), cfg).reshape(28, 28)  # 90 degrees
+    assert np.allclose(quarter, np.rot90(im, k=1), atol=1e-9) or \
+        np.allclose(quarter, np.rot90(im, k=-1), atol=1e-9)
+
+
+# ------------------------------------------------------- schedule and config
+def test_kl_schedule():
+    cfg = Config(warmup_epochs=2, anneal_epochs=4)
+    assert [cfg.kl_scale(e) for e in range(1, 8)] == [0, 0, 0.25, 0.5, 0.75, 1, 1]
+    assert Config().kl_scale(1) == 1.0 and _scheduled(Config(), 1) == Config()
+    s = _scheduled(cfg.replace(w_kl=0.5, w_klc=0.2), 4)
+    assert (s.w_kl, s.w_klc, s.w_rec) == (0.25, 0.1, 1.0)
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="K must equal num_classes"):
+        Config(model="gmm", K=5).validate()
+    with pytest.raises(ConfigError, match="model"):
+        Config(model="vade").validate()
+    with pytest.raises(ConfigError, match="labeled_per_batch"):
+        Config(labeled_per_batch=-1).validate()
+    names = Layout.from_config(gmm_config()).names
+    assert "prior_mu" in names and "embed" not in names and "enc_c.W" not in names
+
+
+def test_default_noise_draws_unchanged():
+    """The seed's model draws eps then the dropout masks and nothing else: the new
+    augmentation draws exist only when a config augments."""
+    cfg = Config(dtype="float64")
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    n = draw_noise(cfg, 5, a)
+    assert np.array_equal(n.eps, b.standard_normal((5, cfg.latent_dim))) and n.aug is None
+    for mask, width in zip(n.masks, cfg.classifier_dims, strict=True):
+        assert np.array_equal(mask, (b.random((5, width)) < 0.8) / 0.8)
+    assert a.random() == b.random()                      # nothing else was drawn
+
+
+# ------------------------------------------------------------ a tiny training run
+def test_tiny_fit_fast_and_reference_agree(digits):
+    x, yv, tr, va = digits
+    cfg = Config(model="gmm", latent_dim=4, hidden_dims=(32,), decoder_dims=(32,), epochs=3,
+                 warmup_epochs=1, anneal_epochs=1, labeled_per_batch=8, aug_rotate=10,
+                 aug_shift=1, w_dir=0.0, w_div=0.0, dtype="float64", batch_size=64).validate()
+    a = fit(cfg, x, yv, tr, va, progress=False, engine="fast")
+    b = fit(cfg, x, yv, tr, va, progress=False, engine="reference")
+    assert a.epochs_completed == 3 and not a.diverged
+    np.testing.assert_allclose(a.history["train_loss"], b.history["train_loss"], rtol=1e-8)
+    assert rel_err(a.params.flat, b.params.flat) < 1e-8
+    c = fit(cfg, x, yv, tr, va, progress=False, engine="fast")
+    assert np.array_equal(a.params.flat, c.params.flat)                  # same seed, same run
+    assert a.history["train_kl_z"][0] > 0                               # eval uses full weights
