@@ -60,7 +60,8 @@ def test_run_json_names_the_blas_kernels(tiny_run):
 def test_every_metric_is_finite(tiny_run):
     summary = json.loads((tiny_run[0] / "summary.json").read_text())
     for key, value in summary.items():
-        for v in (value if isinstance(value, list) else [value]):
+        values = value.values() if isinstance(value, dict) else value
+        for v in (values if isinstance(value, (list, dict)) else [value]):
             if v is not None:
                 assert math.isfinite(v), key
     assert summary["epochs_completed"] == 2
@@ -71,6 +72,7 @@ def test_every_metric_is_finite(tiny_run):
 
 def test_report_has_every_seed_row_and_figure(tiny_run):
     text = (tiny_run[0] / "REPORT.md").read_text()
+    assert "| Held-out (extra) | Held-out Accuracy: classifier head |" in text
     for category, label, _ in SEED_ROWS:
         assert f"| {category} | {label} |" in text
     for rel in FIGURES.values():
