@@ -2,6 +2,8 @@
 
 Every Config field becomes a flag (`latent_dim` -> `--latent-dim`), with its default in
 `--help`. Precedence: Config defaults < the TOML file < flags given on the command line.
+With `--preset NAME` (npvae/presets): defaults < the preset, and the TOML file and the flags
+may only add settings the preset does not set (or repeat its values).
 """
 from __future__ import annotations
 
@@ -66,13 +68,25 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*dict.fromkeys(flags), **kw)
 
 
+def add_preset_flag(parser: argparse.ArgumentParser, nargs=None) -> None:
+    """`--preset NAME`, its help listing the shipped presets with their descriptions."""
+    from . import presets
+
+    parser.add_argument("--preset", metavar="NAME", nargs=nargs, help=presets.help_text())
+
+
 def config_from_args(ns: argparse.Namespace) -> Config:
-    """Defaults, then the TOML file (if --config), then the typed flags; validated."""
-    values: dict = {}
-    if getattr(ns, "config", None):
-        values.update(read_toml(ns.config))
+    """Defaults, then the preset (if --preset), then the TOML file (if --config), then the
+    typed flags; validated. With a preset, the file and flags must not contradict it."""
+    from . import presets
+
+    toml = read_toml(ns.config) if getattr(ns, "config", None) else {}
     names = {f.name for f in fields(Config)}
-    values.update({k: v for k, v in vars(ns).items() if k in names})
+    flags = {k: v for k, v in vars(ns).items() if k in names}
+    if getattr(ns, "preset", None):
+        values = presets.apply(ns.preset, toml, flags, toml_path=ns.config)
+    else:
+        values = {**toml, **flags}
     return Config.from_dict(values).validate()
 
 
