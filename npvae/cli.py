@@ -36,9 +36,13 @@ def _none_or(kind):
     return parse
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> None:
     """One flag per Config field. Defaults are SUPPRESSed so that only the flags the user
-    typed reach the namespace (they must override the TOML file, not be overridden by it)."""
+    typed reach the namespace (they must override the TOML file, not be overridden by it).
+
+    many (python -m npvae.sweep): every flag takes one or more values, each parsed as the
+    field's type, and a list-valued setting is one comma-separated value per entry
+    (`--hidden-dims 256,128,64 512,256`)."""
     group = parser
     for f in fields(Config):
         if f.name in SECTIONS:
@@ -62,10 +66,22 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             shown = default
         if f.name == "dtype":
             kw["choices"] = ["float32", "float64"]
+        if many:
+            if ann.startswith("tuple"):
+                kw.update(type=_comma_list(kw["type"]), metavar=f"{kw['metavar']},..")
+                shown = ",".join(map(str, default))
+            kw["nargs"] = "+"
         comment = FIELD_HELP.get(f.name, "")
         kw["help"] = f"{comment} (default: {shown})".strip()
         flags = [_flag(f.name)] + ([f"--{f.name}"] if f.name == "K" else [])
         group.add_argument(*dict.fromkeys(flags), **kw)
+
+
+def _comma_list(kind):
+    def parse(text: str) -> tuple:
+        return tuple(kind(part) for part in text.split(",") if part.strip() != "")
+    parse.__name__ = f"comma-separated {kind.__name__}"
+    return parse
 
 
 def add_preset_flag(parser: argparse.ArgumentParser, nargs=None) -> None:
