@@ -192,11 +192,23 @@ def _notes_lines(summary: dict, notes: list[str] | None) -> list[str]:
     return ["**Notes:**", ""] + [f"- {note}" for note in all_notes] + [""]
 
 
-def _visualization_lines() -> list[str]:
+def latent_caption(latent_dim: int) -> str | None:
+    """What the latent scatter plots show when the latent is not 2-D (plots.latent_points)."""
+    if latent_dim == 1:
+        return "The latent is 1-D: z[0] (x) against the digit or the component (y, jittered)."
+    if latent_dim > 2:
+        return (f"PCA projection of the {latent_dim}-D latent means onto their first two "
+                f"principal components (scikit-learn PCA).")
+    return None
+
+
+def _visualization_lines(latent_dim: int = 2) -> list[str]:
     lines = ["## Visualizations", ""]
     for heading, text, alt, key in VISUALIZATIONS:
         if heading:
             lines += [heading, ""]
+        if key == "latent_spaces" and latent_caption(latent_dim):
+            lines += [latent_caption(latent_dim), ""]
         for t in text:
             lines += [t, ""]
         lines += [f"![{alt}]({FIGURES[key]})", ""]
@@ -219,7 +231,7 @@ def render_report(summary: dict, config: dict, header: dict,
     lines += table_lines(summary)
     lines += [""]
     lines += _notes_lines(summary, notes)
-    lines += _visualization_lines()
+    lines += _visualization_lines(int(config.get("latent_dim", 2)))
     return "\n".join(lines) + "\n"
 
 
