@@ -11,9 +11,11 @@ init_params(cfg, default_rng(0)), noise from draw_noise(cfg, 32, default_rng(1))
 
 Each gradient array is summarised by its L2 norm, its L1 norm, its sum, its projection on fixed
 random weights (default_rng(2)), and its largest entry (index and value), compared with
-relative tolerance 1e-10 (sums and projections relative to the L1 / L2 norm: some sums cancel
-to ~1e-14 by construction, e.g. softmax gradients). Not bit-for-bit: float64 summation order
-differs between BLAS builds and thread counts by ~1e-16 relative.
+relative tolerance 1e-10. Sums and projections are compared relative to the L1 / L2 norm, plus
+1e-12: some sums cancel to ~1e-14 by construction (pi_logits' gradient, a softmax's, sums to
+0), and what is left is rounding, ~1e-16 x the size of the loss (~600). Not bit-for-bit:
+float64 summation order differs between BLAS builds, thread counts and the kernels' Numba
+and NumPy versions (NUMBA_DISABLE_JIT=1) by ~1e-16 relative.
 
 These are deliberate pinned values, recorded once; never re-record them to make a change pass.
 """
@@ -27,6 +29,7 @@ from npvae.data import load_digits
 from npvae.fast import FastModel
 
 REL = 1e-10
+CANCELLED = 1e-12        # what rounding leaves of a sum that is 0 by construction (see above)
 LABELED_ROWS = 6
 
 
@@ -80,8 +83,8 @@ def check(found: dict, pinned: dict) -> None:
         f_l2, f_l1, f_total, f_proj, f_i, f_entry = found["grads"][name]
         assert f_l2 == pytest.approx(l2, rel=REL), name
         assert f_l1 == pytest.approx(l1, rel=REL), name
-        assert abs(f_total - total) <= REL * l1, name
-        assert abs(f_proj - proj) <= REL * l2 * 10, name     # |w . g| ~ ||g||; w ~ N(0, 1)
+        assert abs(f_total - total) <= REL * l1 + CANCELLED, name
+        assert abs(f_proj - proj) <= REL * l2 * 10 + CANCELLED, name   # |w . g| ~ ||g||
         assert f_i == i, name
         assert f_entry == pytest.approx(entry, rel=REL), name
 
