@@ -120,15 +120,6 @@ def test_a_preset_run_records_it_and_its_config_reruns_it(folder, tmp_path, caps
     assert status == 2 and "cannot be combined with --preset" in err
 
 
-def test_a_run_without_preset_records_none(tmp_path, capsys):
-    data = write_digits_npz(tmp_path / "digits.npz", 300)
-    status, err = main(capsys, "--data", data, *TINY, "--out", tmp_path / "run")
-    assert status == 0, err
-    info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["preset"] is None and "preset" not in info["header"]
-    assert "**Preset:**" not in (tmp_path / "run" / "REPORT.md").read_text()
-
-
 def test_the_presets_ship_as_package_data():
     """A non-editable install (wheel) carries npvae/presets/*.toml."""
     if sys.version_info >= (3, 11):

@@ -57,6 +57,14 @@ def test_run_json_names_the_blas_kernels(tiny_run):
         assert all(f"({blas.ZEN4_KERNELS} kernels)" in b for b in info["blas"])
 
 
+def test_a_run_without_preset_records_none(tiny_run):
+    info = json.loads((tiny_run[0] / "run.json").read_text())
+    assert info["preset"] is None and "preset" not in info["header"]
+    assert info["threads"] >= 1
+    assert "**Preset:**" not in (tiny_run[0] / "REPORT.md").read_text()
+    assert not (tiny_run[0] / "config.toml").read_text().startswith("#")
+
+
 def test_every_metric_is_finite(tiny_run):
     summary = json.loads((tiny_run[0] / "summary.json").read_text())
     for key, value in summary.items():
