@@ -3,8 +3,9 @@
 z is shared by all components (one z per image, spec section 2), so the same point z can be
 decoded by every component: this example fixes one component k (--component) and decodes
 sigmoid(decoder(z, e_k)) at every point of a --steps x --steps grid. Columns move z[0] left
-to right, rows move z[1] bottom to top (the picture's axes are z coordinates). With
-latent_dim > 2 the other coordinates are held at 0.
+to right, rows move z[1] bottom to top (the picture's axes are z coordinates). It needs a
+2-D latent (a checkpoint with another latent_dim is refused: fixing the other coordinates at
+some value would show one arbitrary slice, not the latent space).
 
 Range: by default the 1st..99th percentile of the encoder means mu over all images, so
 the grid covers where the data actually sit (with w_kl = 0.5 the means spread wider than
@@ -45,8 +46,10 @@ def main(argv=None) -> int:
                      tiny=dict(epochs=1, num_samples=256, K=4, steps=5))
     with C.Timer() as t:
         p, cfg, x, y, _ = C.load_or_train(args)
-        if cfg.latent_dim < 2:
-            raise SystemExit(f"error: latent_dim = {cfg.latent_dim}; a 2-D traversal needs >= 2.")
+        if cfg.latent_dim != 2:
+            raise SystemExit(f"error: the checkpoint's latent_dim is {cfg.latent_dim}; this "
+                             f"example decodes a grid over a 2-D latent, so it needs a model "
+                             f"trained with --latent-dim 2.")
         out = C.eval_outputs(p, x, cfg)
         u = out["q"].mean(axis=0)
         k = int(np.argmax(u)) if args.component is None else args.component

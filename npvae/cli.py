@@ -2,6 +2,8 @@
 
 Every Config field becomes a flag (`latent_dim` -> `--latent-dim`), with its default in
 `--help`. Precedence: Config defaults < the TOML file < flags given on the command line.
+With `--preset NAME` (npvae/presets): defaults < the preset, and the TOML file and the flags
+may only add settings the preset does not set (or repeat its values).
 """
 from __future__ import annotations
 
@@ -34,9 +36,13 @@ def _none_or(kind):
     return parse
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> None:
     """One flag per Config field. Defaults are SUPPRESSed so that only the flags the user
-    typed reach the namespace (they must override the TOML file, not be overridden by it)."""
+    typed reach the namespace (they must override the TOML file, not be overridden by it).
+
+    many (python -m npvae.sweep): every flag takes one or more values, each parsed as the
+    field's type, and a list-valued setting is one comma-separated value per entry
+    (`--hidden-dims 256,128,64 512,256`)."""
     group = parser
     for f in fields(Config):
         if f.name in SECTIONS:
@@ -60,19 +66,43 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             shown = default
         if f.name == "dtype":
             kw["choices"] = ["float32", "float64"]
+        if many:
+            if ann.startswith("tuple"):
+                kw.update(type=_comma_list(kw["type"]), metavar=f"{kw['metavar']},..")
+                shown = ",".join(map(str, default))
+            kw["nargs"] = "+"
         comment = FIELD_HELP.get(f.name, "")
         kw["help"] = f"{comment} (default: {shown})".strip()
         flags = [_flag(f.name)] + ([f"--{f.name}"] if f.name == "K" else [])
         group.add_argument(*dict.fromkeys(flags), **kw)
 
 
+def _comma_list(kind):
+    def parse(text: str) -> tuple:
+        return tuple(kind(part) for part in text.split(",") if part.strip() != "")
+    parse.__name__ = f"comma-separated {kind.__name__}"
+    return parse
+
+
+def add_preset_flag(parser: argparse.ArgumentParser, nargs=None) -> None:
+    """`--preset NAME`, its help listing the shipped presets with their descriptions."""
+    from . import presets
+
+    parser.add_argument("--preset", metavar="NAME", nargs=nargs, help=presets.help_text())
+
+
 def config_from_args(ns: argparse.Namespace) -> Config:
-    """Defaults, then the TOML file (if --config), then the typed flags; validated."""
-    values: dict = {}
-    if getattr(ns, "config", None):
-        values.update(read_toml(ns.config))
+    """Defaults, then the preset (if --preset), then the TOML file (if --config), then the
+    typed flags; validated. With a preset, the file and flags must not contradict it."""
+    from . import presets
+
+    toml = read_toml(ns.config) if getattr(ns, "config", None) else {}
     names = {f.name for f in fields(Config)}
-    values.update({k: v for k, v in vars(ns).items() if k in names})
+    flags = {k: v for k, v in vars(ns).items() if k in names}
+    if getattr(ns, "preset", None):
+        values = presets.apply(ns.preset, toml, flags, toml_path=ns.config)
+    else:
+        values = {**toml, **flags}
     return Config.from_dict(values).validate()
 
 

@@ -42,13 +42,32 @@ def _save(fig, path) -> Path:
         plt.close(fig)
 
 
-def _as_2d_points(mu) -> tuple[np.ndarray, str]:
-    """Return the first two latent dims of `mu` (N, d>=2) and a title suffix saying so."""
+def latent_points(mu, groups=None, group_name: str = "group") -> tuple[np.ndarray, dict]:
+    """The 2-D points a latent scatter plots for the means mu (N, d), and how to name them.
+
+    d = 2: mu itself. d > 2: the PCA projection of mu on its first two principal components
+    (scikit-learn PCA), named in the title. d = 1: z[0] against the plot's groups (N,) (the
+    digit or the component), jittered by +-0.3 so that points of one group do not overlap
+    (a fixed generator: the same figure every time).
+    Returns (points (N, 2), {"what": title text, "x": x-axis label, "y": y-axis label})."""
     mu = np.asarray(mu, dtype=float)
-    if mu.ndim != 2 or mu.shape[1] < 2:
-        raise ValueError(f"mu must have shape (N, d) with d >= 2, got {mu.shape}.")
-    note = "" if mu.shape[1] == 2 else f" (first 2 of {mu.shape[1]} latent dims)"
-    return mu[:, :2], note
+    if mu.ndim != 2 or mu.shape[1] < 1:
+        raise ValueError(f"mu must have shape (N, d) with d >= 1, got {mu.shape}.")
+    d = mu.shape[1]
+    if d == 2:
+        return mu, {"what": "Latent means", "x": "z[0] (mean)", "y": "z[1] (mean)"}
+    if d == 1:
+        g = np.zeros(len(mu)) if groups is None else np.asarray(groups, dtype=float)
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(mu))
+        return np.column_stack([mu[:, 0], g + jitter]), {
+            "what": "1-D latent means", "x": "z[0] (mean)", "y": f"{group_name} (jittered)"}
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2).fit(mu)
+    share = 100 * pca.explained_variance_ratio_
+    return pca.transform(mu), {"what": f"PCA projection of the {d}-D latent means",
+                               "x": f"PC1 ({share[0]:.0f}% of variance)",
+                               "y": f"PC2 ({share[1]:.0f}% of variance)"}
 
 
 def _component_colors(K: int) -> np.ndarray:
@@ -98,8 +117,8 @@ def plot_loss_comparison(history: dict, path) -> Path:
 
 def plot_latent_by_label(mu, y, path) -> Path:
     """Scatter of the latent means mu (N, d) coloured by the true digit y (N,) in 0..9."""
-    pts, note = _as_2d_points(mu)
     y = np.asarray(y).astype(int)
+    pts, names = latent_points(mu, y, "digit")
     fig, ax = plt.subplots(figsize=(7.5, 6))
     colors = plt.get_cmap("tab10")(np.arange(10))
     for digit in range(10):
@@ -110,16 +129,16 @@ def plot_latent_by_label(mu, y, path) -> Path:
     # Legend outside the axes so it never hides points.
     ax.legend(title="digit", markerscale=3, fontsize=8, loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
-    ax.set_xlabel("z[0] (mean)")
-    ax.set_ylabel("z[1] (mean)")
-    ax.set_title(f"Latent means by true label, N={len(y)}{note}")
+    ax.set_xlabel(names["x"])
+    ax.set_ylabel(names["y"])
+    ax.set_title(f"{names['what']} by true label, N={len(y)}")
     return _save(fig, path)
 
 
 def plot_latent_by_component(mu, comp, K: int, path) -> Path:
     """Scatter of mu (N, d) coloured by the hard assignment comp = argmax_k q(c=k|x) (N,)."""
-    pts, note = _as_2d_points(mu)
     comp = np.asarray(comp).astype(int)
+    pts, names = latent_points(mu, comp, "component")
     if comp.size and (comp.min() < 0 or comp.max() >= K):
         raise ValueError(f"comp values must lie in 0..{K - 1}, got {comp.min()}..{comp.max()}.")
     colors = _component_colors(K)
@@ -131,9 +150,9 @@ def plot_latent_by_component(mu, comp, K: int, path) -> Path:
                        label=f"c{k} ({sel.sum()})")
     ax.legend(title="component (count)", markerscale=3, fontsize=7, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), ncol=1 if K <= 10 else 2)
-    ax.set_xlabel("z[0] (mean)")
-    ax.set_ylabel("z[1] (mean)")
-    ax.set_title(f"Latent means by argmax_k q(c=k|x), K={K}{note}")
+    ax.set_xlabel(names["x"])
+    ax.set_ylabel(names["y"])
+    ax.set_title(f"{names['what']} by argmax_k q(c=k|x), K={K}")
     return _save(fig, path)
 
 

@@ -50,6 +50,13 @@ EXTRA_ROWS: list[tuple[str, str, str]] = [
     ("Validation", "Validation Accuracy", "val_accuracy"),
     ("Classification", "Classification CE (labeled, plain mean)", "classification_ce_labeled"),
     ("Clustering", "Cluster Accuracy (Hungarian)", "cluster_accuracy"),
+    # labels (issue 10); a dict value gives one row per entry: "Held-out Accuracy: <name>"
+    ("Held-out (extra)", "Held-out Accuracy", "heldout_accuracy"),
+    ("Held-out (extra)", "Labeled-only Logistic Regression (pixels)",
+     "baseline_logistic_regression"),
+    ("Labels (extra)", "Labeled Training Images", "labeled_train_count"),
+    ("Labels (extra)", "Classes With Training Labels", "labeled_train_classes"),
+    ("Labels (extra)", "Labeled Training Images Per Class", "labeled_train_per_class"),
 ]
 
 # The single ordered table definition.
@@ -65,6 +72,11 @@ FIXED_NOTES: list[str] = [
     "Component majority labels/confidence, NMI and ARI are computed on all N images with "
     "their true labels (a fix relative to the seed, which used the 6 labeled validation "
     "images).",
+    "Rows from Dirichlet Penalty on are not in the seed's report. Held-out rows score the "
+    "validation split: each predictor of the model, and a logistic regression "
+    "(scikit-learn, max_iter=1000) on the pixels of the labeled training images only. "
+    "Labels rows: the labeled images in the training split (the only labels any predictor "
+    "or baseline uses).",
 ]
 
 # Visualizations section: (heading, text lines before the image, alt text, figure key).
@@ -119,6 +131,8 @@ def _header_lines(header: dict, summary: dict) -> list[str]:
         f"**Generated:** {header['generated']}",
         "",
     ]
+    if header.get("preset"):
+        lines += [f"**Preset:** {header['preset']} (npvae/presets/{header['preset']}.toml)", ""]
     if summary.get("stopped_early"):
         lines += [f"**Stopped early:** {summary['stopped_early']}", ""]
     return lines
@@ -164,8 +178,12 @@ def table_lines(summary: dict) -> list[str]:
         "|----------|--------|-------|",
     ]
     for category, label, key in TABLE:
-        if key in summary:
-            lines.append(f"| {category} | {label} | {format_value(summary[key])} |")
+        if key not in summary:
+            continue
+        items = summary[key].items() if isinstance(summary[key], dict) else [(None, summary[key])]
+        for name, value in items:
+            shown = label if name is None else f"{label}: {name}"
+            lines.append(f"| {category} | {shown} | {format_value(value)} |")
     return lines
 
 
@@ -179,11 +197,23 @@ def _notes_lines(summary: dict, notes: list[str] | None) -> list[str]:
     return ["**Notes:**", ""] + [f"- {note}" for note in all_notes] + [""]
 
 
-def _visualization_lines() -> list[str]:
+def latent_caption(latent_dim: int) -> str | None:
+    """What the latent scatter plots show when the latent is not 2-D (plots.latent_points)."""
+    if latent_dim == 1:
+        return "The latent is 1-D: z[0] (x) against the digit or the component (y, jittered)."
+    if latent_dim > 2:
+        return (f"PCA projection of the {latent_dim}-D latent means onto their first two "
+                f"principal components (scikit-learn PCA).")
+    return None
+
+
+def _visualization_lines(latent_dim: int = 2) -> list[str]:
     lines = ["## Visualizations", ""]
     for heading, text, alt, key in VISUALIZATIONS:
         if heading:
             lines += [heading, ""]
+        if key == "latent_spaces" and latent_caption(latent_dim):
+            lines += [latent_caption(latent_dim), ""]
         for t in text:
             lines += [t, ""]
         lines += [f"![{alt}]({FIGURES[key]})", ""]
@@ -206,7 +236,7 @@ def render_report(summary: dict, config: dict, header: dict,
     lines += table_lines(summary)
     lines += [""]
     lines += _notes_lines(summary, notes)
-    lines += _visualization_lines()
+    lines += _visualization_lines(int(config.get("latent_dim", 2)))
     return "\n".join(lines) + "\n"
 
 

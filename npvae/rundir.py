@@ -35,8 +35,12 @@ def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
-def write_config(run_dir, cfg: Config) -> Path:
-    return write_text(Path(run_dir) / CONFIG_FILE, write_toml(cfg))
+def write_config(run_dir, cfg: Config, preset: str | None = None) -> Path:
+    """The full resolved config; a run made with a preset names it in a first comment (the
+    preset's values are among the settings, so `--config config.toml` reruns it)."""
+    head = (f"# preset {preset}: its settings are included below, so --config reruns this "
+            f"run without --preset\n" if preset else "")
+    return write_text(Path(run_dir) / CONFIG_FILE, head + write_toml(cfg))
 
 
 def read_config(run_dir) -> Config:

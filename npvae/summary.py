@@ -1,6 +1,7 @@
 """From trained weights to the report's numbers and figures (spec sections 5-6).
 
     model_outputs(p, x, cfg)                      eval-mode q, mu, cls logits for every image
+    predictors(p, cfg, outputs, y_seen)           {name: class probabilities (N, C)}
     summarize(p, cfg, x, y, splits, history, ...) the Summary Metrics (a flat dict)
     draw_figures(run_dir, p, cfg, x, y, splits, history)   the eight PNGs at the seed's paths
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import baselines as B
 from . import metrics as M
 from . import plots
 from .config import Config
@@ -33,6 +35,40 @@ def model_outputs(p: Params, x, cfg: Config) -> dict[str, np.ndarray]:
         parts["mu"].append(mu)
         parts["cls_logits"].append(cls_logits)
     return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+
+
+def predictors(p: Params, cfg: Config, outputs: dict, y_seen: np.ndarray) -> dict[str, np.ndarray]:
+    """The run's ways of predicting a digit: {name: class probabilities (N, C)} for all N
+    images. Each is scored on the held-out (validation) split in the report's extra rows, in
+    summary.json's "heldout_accuracy" and in the sweep's table. Adding one is one entry here.
+
+    outputs: model_outputs(p, x, cfg) (q (N,K), mu (N,d), cls_logits (N,C), float64).
+    y_seen:  (N,) the training labels only (baselines.training_labels: labeled images of the
+             training split, -1 elsewhere): a predictor that needs labels (e.g. a map from
+             components to digits) takes them from here, never from the held-out images.
+    """
+    return {
+        "classifier head": softmax_forward(outputs["cls_logits"])[0],      # at z = mu
+    }
+
+
+def label_rows(p: Params, cfg: Config, x, y, splits: Splits, outputs: dict) -> dict:
+    """The extra rows on labels: held-out accuracy of each predictor, the labeled-only
+    logistic-regression baseline on the same split, and which classes had training labels."""
+    seen = B.training_labels(y, splits)
+    val = splits.val
+    heldout = {}
+    for name, probs in predictors(p, cfg, outputs, seen).items():
+        ok = bool(np.isfinite(probs[val]).all())
+        heldout[name] = M.accuracy(probs[val], y[val]) if ok else float("nan")
+    counts = np.bincount(seen[seen >= 0], minlength=cfg.num_classes)
+    return {
+        "heldout_accuracy": heldout,
+        "baseline_logistic_regression": B.logistic_regression(x, y, splits),
+        "labeled_train_count": int(counts.sum()),
+        "labeled_train_classes": np.flatnonzero(counts).tolist(),
+        "labeled_train_per_class": counts.tolist(),
+    }
 
 
 def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
@@ -85,6 +121,7 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
         "classification_ce_labeled": (on_logits(M.cross_entropy, logits[lab], y[lab])
                                       if lab.size else None),
         "cluster_accuracy": on_q(M.cluster_accuracy, q, y),
+        **label_rows(p, cfg, x, y, splits, o),
         # not in the table, kept in summary.json
         "loss_parts_sum": sum(last[f"train_{t}"] for t in
                               ("recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls")),
@@ -163,4 +200,6 @@ def _plain(v):
         return v.item()
     if isinstance(v, (list, tuple)):
         return [_plain(e) for e in v]
+    if isinstance(v, dict):
+        return {k: _plain(e) for k, e in v.items()}
     return v

@@ -18,11 +18,26 @@ from contextlib import nullcontext
 
 from threadpoolctl import ThreadpoolController
 
+from .config import ConfigError
+
 _BLAS = None                    # threadpoolctl controller, made once (it scans loaded libraries)
 _POOLS: dict[int, ThreadPoolExecutor] = {}     # helper threads, shared by every Team
 
 
+THREADS_ENV = "NPVAE_THREADS"   # a process's share of the cores (set by python -m npvae.sweep)
+
+
 def available_cores() -> int:
+    """The fast engine's default thread count: the cores this process may use, or
+    $NPVAE_THREADS when set (the sweep gives each worker process its share; BLAS is limited
+    to the same share there). Another count changes the last bits of a float32 run (the
+    per-thread partial sums), so run.json records it."""
+    share = os.environ.get(THREADS_ENV, "").strip()
+    if share:
+        if not share.isdigit() or int(share) < 1:
+            raise ConfigError(f"{THREADS_ENV}={share!r} is not a thread count; set it to a "
+                              f"whole number >= 1 or unset it.")
+        return int(share)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 

@@ -104,6 +104,20 @@ def test_latent_traversal_rejects_a_bad_component(digits_run, tmp_path):
     assert proc.returncode != 0 and "0..3" in proc.stderr
 
 
+def test_latent_traversal_refuses_a_latent_that_is_not_2d(tmp_path):
+    from npvae import Config, init_params
+    from npvae.checkpoint import save_checkpoint
+
+    cfg = Config(latent_dim=5, num_samples=200, K=3).validate()
+    save_checkpoint(tmp_path / "d5.npz", init_params(cfg, np.random.default_rng(0)), cfg)
+    proc = run("latent_traversal.py", "--out", tmp_path, "--checkpoint", tmp_path / "d5.npz",
+               expect_ok=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "error: the checkpoint's latent_dim is 5; this example decodes a grid over a 2-D " \
+           "latent, so it needs a model trained with --latent-dim 2." in proc.stderr
+    assert not list(tmp_path.glob("*.png"))
+
+
 def test_latent_traversal_trains_with_command_line_settings(tmp_path):
     """Tiny settings typed as flags, without the environment variable."""
     run("latent_traversal.py", "--out", tmp_path, "--epochs", 1, "--num-samples", 200,

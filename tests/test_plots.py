@@ -71,9 +71,60 @@ def test_latent_by_component_many_components_and_bad_ids(tmp_path):
         plots.plot_latent_by_component(mu, np.full(200, 4), 4, tmp_path / "bad.png")
 
 
-def test_latent_rejects_one_dim(tmp_path):
+def test_latent_rejects_a_bad_shape(tmp_path):
     with pytest.raises(ValueError, match="mu"):
-        plots.plot_latent_by_label(np.zeros((5, 1)), np.zeros(5), tmp_path / "x.png")
+        plots.plot_latent_by_label(np.zeros(5), np.zeros(5), tmp_path / "x.png")
+
+
+def test_latent_points_project_a_larger_latent_with_pca_and_say_so():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(4)
+    mu = rng.normal(size=(400, 5)) * [5.0, 0.2, 3.0, 0.1, 0.1]    # most variance in z0, z2
+    pts, names = plots.latent_points(mu)
+    assert names["what"] == "PCA projection of the 5-D latent means"
+    assert np.allclose(pts, PCA(n_components=2).fit_transform(mu))
+    assert names["x"].startswith("PC1 (") and "% of variance" in names["y"]
+    # the projection keeps the two spread-out directions (z0, z2), unlike the first two axes
+    assert pts.var(axis=0).sum() > 0.95 * mu.var(axis=0)[[0, 2]].sum()
+    two = rng.normal(size=(10, 2))
+    assert np.array_equal(plots.latent_points(two)[0], two)        # 2-D: mu itself
+
+
+def test_latent_points_of_a_one_dim_latent_spread_the_groups():
+    mu = np.linspace(-1, 1, 30)[:, None]
+    groups = np.arange(30) % 3
+    pts, names = plots.latent_points(mu, groups, "digit")
+    assert np.array_equal(pts[:, 0], mu[:, 0]) and np.all(np.abs(pts[:, 1] - groups) <= 0.3)
+    assert names["y"] == "digit (jittered)"
+    assert np.array_equal(pts, plots.latent_points(mu, groups, "digit")[0])   # repeatable
+
+
+@pytest.mark.parametrize("d", [1, 5])
+def test_latent_plots_of_other_sizes(tmp_path, d):
+    rng = np.random.default_rng(1)
+    mu = rng.normal(size=(300, d))
+    _check_png(plots.plot_latent_by_label(mu, rng.integers(0, 10, 300), tmp_path / "lab.png"))
+    _check_png(plots.plot_latent_by_component(mu, rng.integers(0, 4, 300), 4,
+                                              tmp_path / "comp.png"))
+
+
+@pytest.mark.parametrize("d", [1, 5])
+def test_a_run_with_another_latent_size_draws_every_figure(tmp_path, capsys, d):
+    from npvae import run
+    from npvae.report import latent_caption
+    from conftest import write_digits_npz
+
+    data = write_digits_npz(tmp_path / "digits.npz", 300)
+    out = tmp_path / "run"
+    status = run.main(["--data", str(data), "--latent-dim", str(d), "--epochs", "1",
+                       "--batch-size", "64", "--no-progress", "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    for rel in SEED_PATHS:
+        _check_png(out / rel, min_side=100)
+    report = (out / "REPORT.md").read_text()
+    assert latent_caption(d) in report and "Figures not drawn" not in report
+    assert ("PCA projection of the 5-D latent means" in report) == (d == 5)
 
 
 def test_responsibility_histogram(tmp_path):

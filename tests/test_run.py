@@ -57,10 +57,19 @@ def test_run_json_names_the_blas_kernels(tiny_run):
         assert all(f"({blas.ZEN4_KERNELS} kernels)" in b for b in info["blas"])
 
 
+def test_a_run_without_preset_records_none(tiny_run):
+    info = json.loads((tiny_run[0] / "run.json").read_text())
+    assert info["preset"] is None and "preset" not in info["header"]
+    assert info["threads"] >= 1
+    assert "**Preset:**" not in (tiny_run[0] / "REPORT.md").read_text()
+    assert not (tiny_run[0] / "config.toml").read_text().startswith("#")
+
+
 def test_every_metric_is_finite(tiny_run):
     summary = json.loads((tiny_run[0] / "summary.json").read_text())
     for key, value in summary.items():
-        for v in (value if isinstance(value, list) else [value]):
+        values = value.values() if isinstance(value, dict) else value
+        for v in (values if isinstance(value, (list, dict)) else [value]):
             if v is not None:
                 assert math.isfinite(v), key
     assert summary["epochs_completed"] == 2
@@ -71,6 +80,7 @@ def test_every_metric_is_finite(tiny_run):
 
 def test_report_has_every_seed_row_and_figure(tiny_run):
     text = (tiny_run[0] / "REPORT.md").read_text()
+    assert "| Held-out (extra) | Held-out Accuracy: classifier head |" in text
     for category, label, _ in SEED_ROWS:
         assert f"| {category} | {label} |" in text
     for rel in FIGURES.values():

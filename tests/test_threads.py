@@ -35,3 +35,26 @@ def test_an_error_in_one_thread_is_raised_and_frees_the_others():
     with pytest.raises(RuntimeError, match="thread 1 failed"):     # the cause, not its echo
         team.run(work, [0, 1])
     assert team.run(lambda t, item, bar: (bar.wait(), item)[1], [5, 6]) == [5, 6]  # reusable
+
+
+def test_npvae_threads_sets_the_fast_engines_default_thread_count(monkeypatch):
+    """The sweep gives each worker process its share of the cores through $NPVAE_THREADS."""
+    from npvae import Config
+    from npvae.config import ConfigError
+    from npvae.fast import FastModel
+    from npvae.threads import THREADS_ENV, available_cores
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    cores = available_cores()
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert available_cores() == 1
+    model = FastModel(Config(hidden_dims=(8,), decoder_dims=(8,), classifier_dims=(4,)))
+    assert model.threads == model.train_threads == 1
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert available_cores() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(THREADS_ENV, bad)
+        with pytest.raises(ConfigError, match=THREADS_ENV):
+            available_cores()
+    monkeypatch.delenv(THREADS_ENV)
+    assert available_cores() == cores

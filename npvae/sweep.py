@@ -1,0 +1,217 @@
+"""`python -m npvae.sweep --seed 42 43 44 45 46 [--K 5 10] [--preset ssl]`: a grid of runs.
+
+Every run flag (generated from Config, plus --preset and --config) takes one or more values;
+the grid is the product of them. Each grid point is an ordinary run, `python -m npvae.run`
+with that point's flags (npvae.run.main, called in a worker process), in its own folder under
+the sweep folder (--out, default results/sweep_<YYYYmmdd_HHMMSS>/). Several run at once in
+joblib's loky worker processes, each with its share of the cores: --jobs J processes (default:
+one per core, at most one per run) x max(1, cores // J) threads, set through $NPVAE_THREADS
+(the fast engine's thread count) and a BLAS limit.
+
+Every grid point is checked (flags, presets, data) before anything runs: a bad one stops the
+sweep with the run command's one-sentence error, exit status 2. A run that fails (an exception,
+divergence) is reported in its row of sweep.csv and SWEEP.md; the others go on; the sweep then
+exits with status 1. Next to each run, the scikit-learn baselines on that run's own split
+(npvae/baselines.py). The files are written by npvae/sweep_report.py:
+
+    <sweep>/sweep.csv                  one row per run: settings, accuracies, NMI, ARI, ...
+    <sweep>/SWEEP.md                   per-run table, per-setting mean/std/95% interval
+    <sweep>/accuracy_by_seed.png       held-out accuracy per seed, one line per method
+    <sweep>/<NNN_settings>/            the run folders (REPORT.md, ...)
+    <sweep>/logs/<NNN_settings>.log    what each run printed
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import fields
+from pathlib import Path
+
+from . import run as runner
+from .checkpoint import CheckpointError
+from .cli import add_config_flags, add_preset_flag, config_from_args
+from .config import Config, ConfigError
+from .data import DataError, load_data
+from .threads import THREADS_ENV, available_cores
+
+FIELDS = [f.name for f in fields(Config)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = runner._Parser(
+        prog="python -m npvae.sweep",
+        description="Run a grid of npvae runs (the product of every flag's values) in worker "
+                    "processes and write sweep.csv, SWEEP.md and accuracy_by_seed.png: "
+                    "held-out accuracy per run and per setting (mean, std, 95% t-interval) "
+                    "beside scikit-learn baselines on each run's own split.")
+    g = ap.add_argument_group("sweep")
+    g.add_argument("--out", metavar="DIR", help="sweep folder (default: "
+                   "results/sweep_<YYYYmmdd_HHMMSS>)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="allow writing into an existing, non-empty --out folder")
+    g.add_argument("--jobs", type=int, metavar="N",
+                   help="runs at once, each in its own process with cores // N threads "
+                        "(default: one per core, at most one per run)")
+    g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    g.add_argument("--config", metavar="FILE", nargs="+",
+                   help="TOML file(s) of settings; several files are a grid dimension")
+    add_preset_flag(g, nargs="+")
+    add_config_flags(ap, many=True)
+    return ap
+
+
+def grid(ns: argparse.Namespace) -> list[dict]:
+    """The grid points in order (preset, config, Config's field order, the seed last; the
+    last dimension varies fastest, so a setting's seeds are neighbours): one {key: value}
+    per point, with every given key."""
+    order = ["preset", "config", *(f for f in FIELDS if f != "seed"), "seed"]
+    dims = [(k, getattr(ns, k)) for k in order if getattr(ns, k, None) is not None]
+    keys = [k for k, _ in dims]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in dims))]
+
+
+def run_argv(point: dict) -> list[str]:
+    """The `python -m npvae.run` flags of one grid point (without --out)."""
+    argv = []
+    for key, value in point.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, (tuple, list)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, "none" if value is None else str(value)]
+    return argv
+
+
+def run_name(index: int, point: dict, varied: list[str]) -> str:
+    """Folder name of a run: its index and the values of the dimensions that vary."""
+    parts = [f"{i:03d}" for i in [index]]
+    for key in varied:
+        value = point[key]
+        if isinstance(value, (tuple, list)):
+            value = "-".join(map(str, value))
+        elif key == "config":
+            value = Path(value).stem
+        parts.append(re.sub(r"[^A-Za-z0-9.-]+", "-", f"{key}{value}".replace("+", "")))
+    return "_".join(parts)[:80]
+
+
+def check(points: list[dict]) -> list[Config]:
+    """Every point's Config through run's own parser and checks, and its data: the first
+    problem raises (ConfigError, DataError, SystemExit from the parser) before anything runs."""
+    parser, cfgs, seen = runner.build_parser(), [], set()
+    for point in points:
+        cfg = config_from_args(parser.parse_args(run_argv(point)))
+        key = (cfg.data, cfg.num_samples, cfg.num_labeled, cfg.seed, cfg.val_fraction,
+               cfg.input_dim, cfg.num_classes)
+        if key not in seen:
+            load_data(cfg)
+            seen.add(key)
+        cfgs.append(cfg)
+    return cfgs
+
+
+def run_one(argv: list[str], run_dir: str, log_path: str, threads: int) -> dict:
+    """One grid point, in a worker process: npvae.run.main with the point's flags (its
+    output to the log), then the baselines on its split. Never raises: a failure is in the
+    returned dict's status and error."""
+    from threadpoolctl import threadpool_limits
+
+    from .baselines import BASELINES
+
+    old = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    t0 = time.perf_counter()
+    row = {"status": "ok", "error": ""}
+    try:
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log), \
+                contextlib.redirect_stderr(log), threadpool_limits(threads, user_api="blas"):
+            try:
+                code = runner.main([*argv, "--out", run_dir, "--no-progress"])
+            except BaseException:                         # noqa: BLE001 - reported in its row
+                traceback.print_exc()
+                code = None
+    finally:
+        os.environ.pop(THREADS_ENV) if old is None else os.environ.update({THREADS_ENV: old})
+    row["seconds"] = time.perf_counter() - t0
+    if code != 0:
+        lines = Path(log_path).read_text().strip().splitlines() or ["(no output)"]
+        errors = [line for line in lines if line.startswith("error:")]
+        row["status"] = {3: "diverged", 130: "interrupted", 143: "interrupted"}.get(code, "error")
+        row["error"] = errors[-1] if errors else lines[-1]
+    summary = Path(run_dir) / "summary.json"
+    if summary.is_file():
+        row["summary"] = json.loads(summary.read_text())
+        row["fit_seconds"] = json.loads((Path(run_dir) / "run.json").read_text())["fit_seconds"]
+    try:                                                  # the same split as the run's
+        cfg = config_from_args(runner.build_parser().parse_args(argv))
+        x, y, splits = load_data(cfg)
+        row["baselines"] = {name: fn(x, y, splits) for name, fn in BASELINES.items()}
+    except Exception as err:                              # noqa: BLE001 - reported, not raised
+        row["baselines"] = {}
+        row["error"] = (row["error"] + f"; baselines failed: {err}").strip("; ")
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    from joblib import Parallel, delayed, parallel_config
+
+    from . import sweep_report as SR
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if args.jobs is not None and args.jobs < 1:
+            raise ConfigError(f"--jobs {args.jobs} is not allowed: give at least 1 run at once.")
+        points = grid(args)
+        cfgs = check(points)
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        out = runner.prepare_out(args.out or f"results/sweep_{stamp}", cfgs[0], stamp,
+                                 args.overwrite)
+    except (ConfigError, DataError, runner.UsageError, CheckpointError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    cores = available_cores()
+    jobs = args.jobs or max(1, min(cores, len(points)))
+    threads = max(1, cores // jobs)
+    varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
+    names = [run_name(i, p, varied) for i, p in enumerate(points)]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"npvae.sweep: {len(points)} runs, {jobs} at once x {threads} thread(s) -> {out}",
+          file=sys.stderr, flush=True)
+    tasks = (delayed(_indexed)(i, run_argv(p), str(out / names[i]),
+                               str(out / "logs" / f"{names[i]}.log"), threads)
+             for i, p in enumerate(points))
+    rows: list = [None] * len(points)
+    with parallel_config(backend="loky", inner_max_num_threads=threads):
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+        for done, (i, row) in enumerate(results, start=1):
+            rows[i] = row
+            print(f"[{done}/{len(points)}] {names[i]}: {SR.progress_line(row)}",
+                  file=sys.stderr, flush=True)
+    table = SR.build_rows(points, cfgs, names, rows)
+    files = SR.write_all(out, table, varied, {"command": ["python", "-m", "npvae.sweep", *argv],
+                                              "jobs": jobs, "threads": threads})
+    print("\n".join(SR.setting_lines(table, varied)))
+    print(f"sweep: {files['SWEEP.md']}")
+    failed = [r for r in table if r["status"] != "ok"]
+    if failed:
+        print(f"npvae.sweep: {len(failed)} of {len(table)} runs failed (see their rows and "
+              f"{out / 'logs'})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _indexed(i, *args):
+    return i, run_one(*args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
