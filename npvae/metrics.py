@@ -116,6 +116,17 @@ def majority_labels(q: np.ndarray, y: np.ndarray,
     return [int(c) for c in labels], [float(c) for c in confidence]
 
 
+def tau_map(q: np.ndarray, y: np.ndarray, num_classes: int, a0: float = 0.1) -> np.ndarray:
+    """(K, C) map from components to labels, learned from the labeled rows (y >= 0) only:
+    soft counts S[k, c] = sum_i q_ik [y_i = c], tau[k, c] = (S[k, c] + a0) / sum_c' (S[k, c'] + a0).
+    p(y|x) = sum_k q(k|x) tau[k, y] predicts a digit from the responsibilities; a component no
+    labeled image uses maps to the uniform distribution (docs/math.md, the successor's tau map)."""
+    q = _rows(q)
+    rows = np.asarray(y) >= 0
+    S = q[rows].T @ np.eye(num_classes)[np.asarray(y)[rows]]            # (K, C)
+    return (S + a0) / (S + a0).sum(axis=1, keepdims=True)
+
+
 def clustering_scores(q: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(NMI, ARI) of the hard clustering argmax_k q_ik against the labels y.
 

@@ -47,8 +47,12 @@ def predictors(p: Params, cfg: Config, outputs: dict, y_seen: np.ndarray) -> dic
              training split, -1 elsewhere): a predictor that needs labels (e.g. a map from
              components to digits) takes them from here, never from the held-out images.
     """
+    q = outputs["q"]
+    if cfg.model == "gmm":                  # the components are the classes: q is the classifier
+        return {"components q(c|x)": q}
     return {
         "classifier head": softmax_forward(outputs["cls_logits"])[0],      # at z = mu
+        "components (tau map)": q @ M.tau_map(q, y_seen, cfg.num_classes),
     }
 
 

@@ -198,3 +198,16 @@ def test_model_outputs_are_the_eval_forward_without_the_decoder():
     for key in ("q", "mu", "cls_logits"):
         assert o[key].dtype == np.float64
         np.testing.assert_allclose(o[key], getattr(full, key), rtol=1e-12, atol=1e-14)
+
+
+def test_tau_map_counts_labeled_responsibilities_only():
+    """tau[k, c] = (sum over labeled rows of q_ik [y_i = c] + a0) / row total: unlabeled rows
+    never count, and a component no labeled row touches maps to the uniform distribution."""
+    q = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.0, 0.0, 1.0], [0.6, 0.4, 0.0]])
+    y = np.array([1, 0, -1, 1])
+    tau = M.tau_map(q, y, 3, a0=0.5)
+    S = np.array([[0.2, 1.5, 0.0], [0.8, 0.5, 0.0], [0.0, 0.0, 0.0]]) + 0.5
+    np.testing.assert_allclose(tau, S / S.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(tau[2], 1 / 3)
+    pred = (q @ tau).argmax(axis=1)
+    assert pred[0] == 1 and pred[1] == 0

@@ -91,6 +91,18 @@ def test_a_contradicting_flag_or_toml_key_is_one_sentence_with_the_way_out(folde
     assert status == 2 and f"error: K = 6 in {my} contradicts preset demo" in err
 
 
+def test_run_length_and_names_are_adjustable(folder):
+    """epochs, patience, name, description and tags may differ from the preset's values: they
+    say how long a run trains and what it is called, not which model it is."""
+    (folder / "long.toml").write_text("# Long\nepochs = 150\npatience = 150\nname = 'long'\n"
+                                      "K = 4\n")
+    merged = presets.apply("long", {"name": "mine"}, {"epochs": 2, "patience": 1})
+    assert (merged["epochs"], merged["patience"], merged["name"], merged["K"]) == \
+        (2, 1, "mine", 4)
+    with pytest.raises(ConfigError, match="--K 5 contradicts preset long"):
+        presets.apply("long", {}, {"epochs": 2, "K": 5})
+
+
 def test_help_lists_the_presets_with_their_descriptions(folder):
     text = " ".join(run.build_parser().format_help().split())
     assert "--preset NAME" in text

@@ -9,10 +9,11 @@ description, shown by `--help`:
     latent_dim = 10
 
 A preset is applied over the Config defaults. A `--config` file and typed flags may set the
-keys the preset does not set (seed, num_labeled, epochs, data, out, ...), or repeat a preset
-key with the same value; giving a preset key a different value is a contradiction, refused
-with ConfigError (exit status 2): to vary it, copy the preset file and pass the copy with
---config instead of --preset.
+keys the preset does not set (seed, num_labeled, data, out, ...), the run's length and labels
+(ADJUSTABLE: epochs, patience, name, description, tags), or repeat a preset key with the
+same value; giving any other preset key a different value is a contradiction, refused with
+ConfigError (exit status 2): to vary it, copy the preset file and pass the copy with --config
+instead of --preset.
 
     names()                        the presets available, sorted
     describe(name)                 the one-line description
@@ -30,6 +31,8 @@ from pathlib import Path
 from ..config import Config, ConfigError
 
 DIR = Path(__file__).resolve().parent
+# What a run may change without being another setting: how long it trains, what it is called.
+ADJUSTABLE = frozenset({"epochs", "patience", "name", "description", "tags"})
 
 
 def _folder(folder) -> Path:
@@ -100,7 +103,7 @@ def apply(name: str, toml: dict | None = None, flags: dict | None = None,
     file = path(name, folder)
     for source, given in (("toml", toml or {}), ("flag", flags or {})):
         for key, value in given.items():
-            if key in preset and not _same(value, preset[key]):
+            if key in preset and key not in ADJUSTABLE and not _same(value, preset[key]):
                 where = (f"--{key.replace('_', '-')} {_show(value)}" if source == "flag" else
                          f"{key} = {_show(value)} in {toml_path}")
                 raise ConfigError(
