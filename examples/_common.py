@@ -5,7 +5,8 @@ Tiny settings (for tests and a quick look) come from `--tiny` or from the enviro
 variable NPVAE_EXAMPLE_TINY=1; flags typed on the command line always win over both.
 
 The one piece of model code here is `decode`, the decoder alone: logits of p(x | z, c=k)
-for given z and components, built from the same layer pairs as npvae/model.py:forward.
+for given z and components; it checks its arguments and calls npvae/model.py:decoder_forward.
+`update_block` writes the generated blocks of docs/math.md (graph, worked example, exercises).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 - A reference must point at the right function: in a sentence that cites functions, every
   other code name in backticks (`dhz`, `g["pi_logits"]`, `np.dot`) must occur in the source
   of one of the functions that sentence cites; the index (last table) may only list a
-  function under a section whose text cites it.
+  function under a section whose text cites it (the index is section 13).
 - Every "section N.M" the page, the examples and the README point to exists.
 - Every letter, Greek letter and named operator used in a formula is in the symbol table of
   section 0, and each appears in only one of its rows.
@@ -207,8 +207,18 @@ def test_section_references_exist():
     missing = sorted(section_numbers_cited(prose(doc)) - numbers)
     assert not missing, f"docs/math.md points to sections that do not exist: {missing}"
     for path in [ROOT / "README.md", *sorted((ROOT / "examples").glob("*.py"))]:
-        for m in re.finditer(r"math\.md[`)\]]*,? sections? (\d+(?:\.\d+)?)", path.read_text()):
+        for m in re.finditer(r"math\.md[`)\]]*,?\s+sections?\s+(\d+(?:\.\d+)?)", path.read_text()):
             assert m.group(1) in numbers, f"{path.name} points to math.md section {m.group(1)}"
+
+
+def test_contents_links_reach_headings():
+    """GitHub's anchors: lower case, punctuation dropped, spaces to '-'."""
+    doc = text()
+    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#{1,6} (.*)$", prose(doc), flags=re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", doc)
+    assert len(links) >= 10
+    assert not sorted(set(links) - anchors), f"links to no heading: {sorted(set(links) - anchors)}"
 
 
 # -------------------------------------------------------------------------- symbols

@@ -142,29 +142,23 @@ def test_latent_traversal_trains_with_command_line_settings(tmp_path):
     check_png(tmp_path / "latent_traversal_c0.png")
 
 
-def test_compare_k_takes_K(tmp_path):
-    """--K names the values to compare (once refused); --K 0 is refused with a sentence."""
-    run("compare_k.py", "--out", tmp_path, "--K", 2, "--no-progress")
-    with open(tmp_path / "compare_k.csv") as fh:
-        assert [int(r["K"]) for r in csv.DictReader(fh)] == [2]
-    proc = run("compare_k.py", "--out", tmp_path, "--K", 0, expect_ok=False)
-    assert proc.returncode != 0 and "every K must be at least 1" in proc.stderr
-
-
 def test_compare_k(tmp_path):
-    proc = run("compare_k.py", "--out", tmp_path)
+    """--K names the values to compare (it was once refused); the rest at tiny settings."""
+    proc = run("compare_k.py", "--out", tmp_path, "--K", 3, 1)   # not the tiny default 1 3
     with open(tmp_path / "compare_k.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["K"]) for r in rows] == [1, 3]
+    assert [int(r["K"]) for r in rows] == [3, 1]
     for r in rows:
         K, k_eff = int(r["K"]), float(r["K_eff"])
         assert 1.0 - 1e-9 <= k_eff <= K + 1e-9 and 1 <= int(r["active"]) <= K
         assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["recon"]) > 0
-    assert abs(float(rows[0]["K_eff"]) - 1.0) < 1e-9      # one component: K_eff is exactly 1
+    assert abs(float(rows[1]["K_eff"]) - 1.0) < 1e-9      # one component: K_eff is exactly 1
     table = (tmp_path / "compare_k.md").read_text().splitlines()
     assert table[0].startswith("| K | recon | kl | accuracy | K_eff") and len(table) == 4
     assert table[0] in proc.stdout
     check_png(tmp_path / "compare_k.png")
+    proc = run("compare_k.py", "--out", tmp_path, "--K", 0, expect_ok=False)
+    assert proc.returncode != 0 and "every K must be at least 1" in proc.stderr
 
 
 def test_decode_matches_the_model():
