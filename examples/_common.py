@@ -5,12 +5,14 @@ Tiny settings (for tests and a quick look) come from `--tiny` or from the enviro
 variable NPVAE_EXAMPLE_TINY=1; flags typed on the command line always win over both.
 
 The one piece of model code here is `decode`, the decoder alone: logits of p(x | z, c=k)
-for given z and components, built from the same layer pairs as npvae/model.py:forward.
+for given z and components; it checks its arguments and calls npvae/model.py:decoder_forward.
+`update_block` writes the generated blocks of docs/math.md (graph, worked example, exercises).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,9 +40,10 @@ def tiny_requested(args: argparse.Namespace) -> bool:
 
 
 def make_parser(name: str, doc: str) -> argparse.ArgumentParser:
-    """A parser with the flags every example shares. Size flags default to None so that
-    `resolve` can tell "typed" from "not typed" and fill in normal or tiny values."""
-    ap = argparse.ArgumentParser(prog=f"python examples/{name}.py", description=doc.split("\n\n")[0],
+    """A parser with the flags every example shares; --help prints the whole module docstring
+    `doc` (what the example does, what to expect, how long it takes). Size flags default to
+    None so that `resolve` can tell "typed" from "not typed" and fill in normal or tiny values."""
+    ap = argparse.ArgumentParser(prog=f"python examples/{name}.py", description=doc.strip(),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(Path("results") / "examples" / name),
                     help="output folder (default: %(default)s)")
@@ -50,23 +53,32 @@ def make_parser(name: str, doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def add_training_flags(ap: argparse.ArgumentParser) -> None:
+def add_training_flags(ap: argparse.ArgumentParser, several_K: bool = False) -> None:
+    """--epochs, --num-samples, --K, --no-progress. several_K: --K takes one or more values
+    (a list in args.K; --ks is the same flag), for examples that compare values of K."""
     ap.add_argument("--epochs", type=int, default=None, help="training epochs")
     ap.add_argument("--num-samples", type=int, default=None,
                     help="use this many of the 5000 embedded digits (default: all)")
-    ap.add_argument("--K", type=int, default=None, help="mixture components (default 10)")
+    if several_K:
+        ap.add_argument("--K", "--ks", dest="K", type=int, nargs="+", default=None,
+                        metavar="K", help="the values of K to compare (default 1 5 10 20)")
+    else:
+        ap.add_argument("--K", type=int, default=None, help="mixture components (default 10)")
     ap.add_argument("--no-progress", action="store_true", help="no per-epoch lines")
 
 
-def resolve(args: argparse.Namespace, normal: dict, tiny: dict) -> argparse.Namespace:
-    """Fill every flag left at None with its tiny or normal default; report which."""
+def resolve(args: argparse.Namespace, normal: dict, tiny: dict,
+            make_out: bool = True) -> argparse.Namespace:
+    """Fill every flag left at None with its tiny or normal default; report which. Creates
+    the --out folder unless make_out is False (for examples that write nothing)."""
     chosen = tiny if tiny_requested(args) else normal
     for key, value in chosen.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.tiny = tiny_requested(args)
     args.out = Path(args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if make_out:
+        args.out.mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -145,6 +157,25 @@ def decode(p: Params, z: np.ndarray, cfg: Config, components=None) -> np.ndarray
 
 
 # ----------------------------------------------------------------------------------- output
+def marked_block(name: str, content: str) -> str:
+    """`content` between the markers <!-- name:begin --> and <!-- name:end --> (the blocks of
+    docs/math.md that scripts write and tests/test_docs.py compares)."""
+    return f"<!-- {name}:begin -->\n{content}\n<!-- {name}:end -->"
+
+
+def update_block(path, name: str, content: str) -> bool:
+    """Replace the marked block `name` of a markdown file; True if the file changed."""
+    path = Path(path)
+    text = path.read_text()
+    pattern = re.compile(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"error: {path} has no <!-- {name}:begin --> ... <!-- {name}:end --> "
+                         f"block to update.")
+    new = pattern.sub(lambda _: marked_block(name, content), text)
+    path.write_text(new)
+    return new != text
+
+
 def save_grid(images: np.ndarray, path, row_labels=None, col_labels=None, title=None) -> Path:
     """Save an (R, C, 784) array of images in [0, 1] as one R x C grid PNG."""
     images = np.asarray(images, dtype=float)

@@ -1,4 +1,4 @@
-"""Compare the number of mixture components K = 1, 5, 10, 20 on a short run.
+"""Compare numbers of mixture components K on a short run: 1, 5, 10, 20, or --K 2 4 8.
 
 Same data, seed and settings for every K; only the number of components changes. For each
 trained model the script measures (npvae.metrics, spec section 5):
@@ -9,7 +9,7 @@ trained model the script measures (npvae.metrics, spec section 5):
   K_eff     exp(H(u / sum u)), u = mean q(c|x) over the validation split: components in use
   active    components with usage u_k > 0.01;  NMI of argmax_k q(c|x) against the labels
 
-What to look for: K = 1 is a plain VAE (one decoder, kl_c = 0, K_eff = 1). Adding components
+What to expect: K = 1 is a plain VAE (one decoder, kl_c = 0, K_eff = 1). Adding components
 gives the decoder a discrete "style" input, so recon drops a little; the batch-usage entropy
 term (w_div < 0) keeps K_eff close to K up to about K = 10, beyond which extra components
 stay unused. After 10 epochs the differences are small; --epochs 50 shows the full run.
@@ -21,7 +21,7 @@ Default: 10 epochs per K on the 5000 embedded digits, about 30 seconds on 2 core
 grows with K: K = 20 costs about twice K = 10). NPVAE_EXAMPLE_TINY=1 or --tiny: a few
 seconds (K = 1, 3; 1 epoch; 256 images).
 
-    python examples/compare_k.py [--ks 1 5 10 20] [--epochs 10] [--num-samples N]
+    python examples/compare_k.py [--K 1 5 10 20] [--epochs 10] [--num-samples N]
 """
 from __future__ import annotations
 
@@ -91,15 +91,14 @@ def plot(rows: list[dict], path: Path, epochs: int) -> Path:
 
 def main(argv=None) -> int:
     ap = C.make_parser("compare_k", __doc__)
-    C.add_training_flags(ap)
-    ap.add_argument("--ks", type=int, nargs="+", default=None, help="values of K to compare")
-    args = C.resolve(ap.parse_args(argv), normal=dict(epochs=10, num_samples=None, ks=[1, 5, 10, 20]),
-                     tiny=dict(epochs=1, num_samples=256, ks=[1, 3]))
-    if args.K is not None:
-        raise SystemExit("error: compare_k sets K itself; use --ks 1 5 10 20 instead of --K.")
+    C.add_training_flags(ap, several_K=True)
+    args = C.resolve(ap.parse_args(argv), normal=dict(epochs=10, num_samples=None, K=[1, 5, 10, 20]),
+                     tiny=dict(epochs=1, num_samples=256, K=[1, 3]))
+    if min(args.K) < 1:
+        raise SystemExit(f"error: --K {' '.join(map(str, args.K))}: every K must be at least 1.")
     with C.Timer() as t:
         data = C.load_data(C.training_config(args, K=1))    # the same images for every K
-        rows = [run_one(K, args, data) for K in args.ks]
+        rows = [run_one(K, args, data) for K in args.K]
         md, csv_path = write_tables(rows, args.out)
         png = plot(rows, args.out / "compare_k.png", args.epochs)
     print(md.read_text())

@@ -16,14 +16,24 @@ How small is small? A central difference has truncation error O(h^2) and roundin
 about 1e-16 |L| / h: for the whole loss (|L| ~ 650, h = 1e-5) that is ~1e-8 in absolute
 terms, so a sampled entry whose gradient is ~1e-3 can show a rel_err near 1e-5 from rounding
 alone. Correct gradients give 1e-11..1e-6 here; a wrong backward pass gives errors near 1
-(a missing factor 2 gives 1/3). Writes gradient_check.md (both tables) to --out; exits 1 if
-any error exceeds --tol (1e-5). Takes about 2 seconds (--entries 8); NPVAE_EXAMPLE_TINY=1:
-about 1 second.
+(a missing factor 2 gives 1/3).
 
-    python examples/gradient_check.py [--entries 8] [--batch 8] [--out DIR]
+What to expect: two tables with every rel_err below the tolerance (1e-5), the line "largest
+rel_err ..." and exit status 0; gradient_check.md (both tables) in --out. About 2 seconds
+(--entries 8); NPVAE_EXAMPLE_TINY=1 or --tiny: about 1 second.
+
+Exercises (docs/math.md, section 12): --break NAME swaps one line of the library for a
+wrong one while the check runs (the files are not touched), then prints the prediction
+and whether the tables match it; the exit status is then 1, as for any failed check.
+Predict the numbers before you run it. The breaks:
+
+{breaks}
+
+    python examples/gradient_check.py [--entries 8] [--batch 8] [--out DIR] [--break NAME]
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -32,6 +42,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without i
 
 import numpy as np  # noqa: E402
 
+import _breaks  # noqa: E402
 import _common as C  # noqa: E402
 from npvae import layers as L  # noqa: E402
 from npvae.config import Config  # noqa: E402
@@ -40,6 +51,8 @@ from npvae.noise import draw_noise  # noqa: E402
 from npvae.params import init_params  # noqa: E402
 
 H = 1e-5
+__doc__ = __doc__.format(breaks="\n".join(f"  {name:16s} {b.where}: {b.mistake}"
+                                          for name, b in _breaks.BREAKS.items()))
 
 
 def rel_err(a, n) -> float:
@@ -98,7 +111,9 @@ def layer_cases(rng):
     ]
 
 
-def check_layers(rng) -> list[tuple[str, str, float]]:
+def check_layers(rng) -> list[tuple[str, str, str, float]]:
+    """One row (key, layer, which input, rel_err) per differentiated input; key is
+    "<layer> input <i>"."""
     rows = []
     for name, fwd, bwd, inputs, wrt in layer_cases(rng):
         out, cache = fwd(*inputs)
@@ -108,12 +123,14 @@ def check_layers(rng) -> list[tuple[str, str, float]]:
         scalar = lambda: float(np.sum(dy * fwd(*inputs)[0]))   # noqa: E731
         for g, i in zip(grads, wrt):
             num = numerical(scalar, inputs[i], range(inputs[i].size))
-            rows.append((name, f"input {i} {tuple(np.shape(inputs[i]))}", rel_err(g, num)))
+            rows.append((f"{name} input {i}", name, f"input {i} {tuple(np.shape(inputs[i]))}",
+                         rel_err(g, num)))
     return rows
 
 
 # -------------------------------------------------------------------- part 2: whole loss
-def check_model(batch: int, entries: int, rng) -> tuple[list[tuple[str, str, float]], float]:
+def check_model(batch: int, entries: int, rng) -> tuple[list[tuple[str, str, str, float]], float]:
+    """One row (key, array, entries checked, rel_err) per parameter array (key = its name)."""
     cfg = Config(dtype="float64")                          # the full-size default model
     p = init_params(cfg, rng)
     for name, v in p.items():                              # leave the symmetric init point
@@ -131,14 +148,14 @@ def check_model(batch: int, entries: int, rng) -> tuple[list[tuple[str, str, flo
         size = int(np.prod(shape))
         local = rng.choice(size, min(size, entries), replace=False)
         num = numerical(f, p.flat, off + local)
-        rows.append((name, f"{len(local)} of {size} entries {shape}",
+        rows.append((name, name, f"{len(local)} of {size} entries {shape}",
                      rel_err(grads[name].reshape(-1)[local], num)))
     return rows, loss
 
 
 def table(title: str, rows, tol: float) -> str:
     lines = [f"### {title}", "", "| array / layer | checked | rel_err | ok |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {e:.2e} | {'yes' if e <= tol else '**NO**'} |" for a, b, e in rows]
+    lines += [f"| {a} | {b} | {e:.2e} | {'yes' if e <= tol else '**NO**'} |" for _, a, b, e in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -147,23 +164,46 @@ def main(argv=None) -> int:
     ap.add_argument("--entries", type=int, default=None, help="entries checked per array")
     ap.add_argument("--batch", type=int, default=None, help="batch size of the check")
     ap.add_argument("--tol", type=float, default=1e-5, help="largest accepted rel_err")
-    args = C.resolve(ap.parse_args(argv), normal=dict(entries=8, batch=8),
-                     tiny=dict(entries=2, batch=4))
+    ap.add_argument("--break", dest="break_", choices=list(_breaks.BREAKS), metavar="NAME",
+                    help="run the check with one library line broken (an exercise): "
+                         + ", ".join(_breaks.BREAKS))
+    ap.add_argument("--update", type=Path, metavar="FILE",
+                    help="only rewrite the exercises block of FILE (docs/math.md) from the breaks")
+    args = ap.parse_args(argv)
+    if args.update:
+        changed = C.update_block(args.update, "exercises", _breaks.exercises_markdown())
+        print(f"{args.update}: {'updated' if changed else 'already up to date'}")
+        return 0
+    args = C.resolve(args, normal=dict(entries=8, batch=8), tiny=dict(entries=2, batch=4))
     rng = np.random.default_rng(args.seed)
-    with C.Timer() as t:
+    with C.Timer() as t, _broken(args.break_) as b:
         layer_rows = check_layers(rng)
         model_rows, loss = check_model(args.batch, args.entries, rng)
     text = (f"# Gradient check (float64, central differences h = {H:g}, frozen noise)\n\n"
+            + (f"**Broken on purpose** (`--break {args.break_}`): `{b.where}`, "
+               f"`{b.line}` replaced by `{b.wrong}`.\n\n" if b else "")
             + table("Layer pairs (npvae/layers.py)", layer_rows, args.tol) + "\n"
             + table("Whole loss per parameter array (npvae/model.py:loss_and_grads)",
                     model_rows, args.tol))
     print(text)
     path = args.out / "gradient_check.md"
     path.write_text(text)
-    worst = max(e for _, _, e in layer_rows + model_rows)
+    worst = max(e for *_, e in layer_rows + model_rows)
     print(f"largest rel_err {worst:.2e} (tolerance {args.tol:g}; rounding floor of the "
           f"whole-loss check ~{1e-16 * abs(loss) / H:.0e} absolute); {t.seconds:.1f} s; wrote {path}")
+    if b:
+        K = Config().K
+        problems = _breaks.verdict(b, layer_rows + model_rows, args.tol, args.batch, K)
+        print(f"\nbroken: {b.where}\n  - {b.line}\n  + {b.wrong}\n({b.mistake})\n"
+              f"question: {b.question}\nprediction: {b.answer}.")
+        print("the tables match the prediction" if not problems else
+              "the tables do NOT match the prediction:\n  " + "\n  ".join(problems))
     return 0 if worst <= args.tol else 1
+
+
+def _broken(name):
+    """_breaks.broken(name), or a no-op giving None when no break was asked for."""
+    return _breaks.broken(name) if name else contextlib.nullcontext(None)
 
 
 if __name__ == "__main__":

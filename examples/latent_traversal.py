@@ -11,6 +11,11 @@ Range: by default the 1st..99th percentile of the encoder means mu over all imag
 the grid covers where the data actually sit (with w_kl = 0.5 the means spread wider than
 the prior N(0, I)); --span S gives the square [-S, S]^2 instead.
 
+What to expect: a smooth picture, neighbouring tiles differing a little; the digit changes
+across the grid (z carries the digit's identity and shape) while the component's style
+stays the same. Different --component values on the same grid show the same digits in the
+components' styles. Prints the z ranges of the grid.
+
 Writes latent_traversal_c<k>.png to --out. Trains like examples/generate_digits.py
 (30 epochs, about 35 seconds on 2 cores) unless --checkpoint reuses a trained model, e.g.
 results/examples/generate_digits/model.npz (then a few seconds). NPVAE_EXAMPLE_TINY=1 or

@@ -49,14 +49,45 @@ def digits_run(tmp_path_factory):
     return out, proc
 
 
+SCRIPTS = ["compare_k.py", "computational_graph.py", "elbo_gap.py", "generate_digits.py",
+           "gradient_check.py", "latent_traversal.py", "train_minimal.py", "worked_backward.py"]
+
+
+def load_example(name: str):
+    """Import examples/<name> as a module (it finds _common.py beside it)."""
+    import importlib.util
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_example_{name[:-3]}", EXAMPLES / name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return module
+
+
 def test_every_example_has_a_test_and_a_docstring():
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
-    assert scripts == ["compare_k.py", "generate_digits.py", "gradient_check.py",
-                       "latent_traversal.py"]
+    assert scripts == SCRIPTS
     for name in scripts:
         text = (EXAMPLES / name).read_text()
-        assert text.startswith('"""') and "second" in text.split('"""')[1], \
+        doc = text.split('"""')[1]
+        assert text.startswith('"""') and "second" in doc, \
             f"{name}: the module docstring must say what it shows and how long it takes"
+        assert "What to expect" in doc, f"{name}: the docstring must say what to expect"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_shows_what_it_does_and_what_to_expect(name, capsys):
+    """--help prints the whole docstring, not only its first paragraph."""
+    module = load_example(name)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    doc = " ".join(module.__doc__.split())
+    assert doc in out, f"{name} --help does not show its docstring"
+    assert "What to expect" in out and f"python examples/{name}" in out
 
 
 def test_gradient_check(tmp_path):
@@ -126,19 +157,22 @@ def test_latent_traversal_trains_with_command_line_settings(tmp_path):
 
 
 def test_compare_k(tmp_path):
-    proc = run("compare_k.py", "--out", tmp_path)
+    """--K names the values to compare (it was once refused); the rest at tiny settings."""
+    proc = run("compare_k.py", "--out", tmp_path, "--K", 3, 1)   # not the tiny default 1 3
     with open(tmp_path / "compare_k.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [int(r["K"]) for r in rows] == [1, 3]
+    assert [int(r["K"]) for r in rows] == [3, 1]
     for r in rows:
         K, k_eff = int(r["K"]), float(r["K_eff"])
         assert 1.0 - 1e-9 <= k_eff <= K + 1e-9 and 1 <= int(r["active"]) <= K
         assert 0.0 <= float(r["accuracy"]) <= 1.0 and float(r["recon"]) > 0
-    assert abs(float(rows[0]["K_eff"]) - 1.0) < 1e-9      # one component: K_eff is exactly 1
+    assert abs(float(rows[1]["K_eff"]) - 1.0) < 1e-9      # one component: K_eff is exactly 1
     table = (tmp_path / "compare_k.md").read_text().splitlines()
     assert table[0].startswith("| K | recon | kl | accuracy | K_eff") and len(table) == 4
     assert table[0] in proc.stdout
     check_png(tmp_path / "compare_k.png")
+    proc = run("compare_k.py", "--out", tmp_path, "--K", 0, expect_ok=False)
+    assert proc.returncode != 0 and "every K must be at least 1" in proc.stderr
 
 
 def test_decode_matches_the_model():
@@ -162,3 +196,49 @@ def test_decode_matches_the_model():
                                out.logits[:, [2, 0]], rtol=1e-12)
     with pytest.raises(ValueError, match="0..2"):
         _common.decode(p, out.mu, cfg, components=[3])
+
+
+def test_elbo_gap_from_a_checkpoint(digits_run, tmp_path):
+    """The departures account for the whole difference between the loss and -ELBO, and the
+    parts are what they claim to be (KLs >= 0, the grey-level floor below the BCE)."""
+    out, _ = digits_run
+    proc = run("elbo_gap.py", "--out", tmp_path, "--checkpoint", out / "model.npz")
+    rows = {}
+    for line in (tmp_path / "elbo_gap.md").read_text().splitlines()[2:]:
+        name, value = [c.strip() for c in line.strip("|").split("|")]
+        rows[name] = float(value)
+    recon, klz, klc = (rows["reconstruction sum_k q_ik BCE_ik"], rows["KL_z (unweighted)"],
+                       rows["KL_c (unweighted)"])
+    neg_elbo = rows["**-ELBO** (Bernoulli likelihood)"]
+    assert neg_elbo == pytest.approx(recon + klz + klc, rel=1e-5)
+    assert klz >= 0 and klc >= 0
+    departures = sum(v for k, v in rows.items() if k.startswith("departure:"))
+    assert rows["**loss** (the objective)"] == pytest.approx(neg_elbo + departures, rel=1e-5)
+    assert 0 < rows["grey-level entropy sum_j H(x_ij): the least BCE possible"] < recon
+    assert "loss = -ELBO + departures to" in proc.stdout
+
+
+def test_continuous_bernoulli_normaliser_integrates_to_one():
+    """exp(log C) normalises lam^x (1 - lam)^(1 - x) over x in [0, 1] (elbo_gap.py)."""
+    from scipy.integrate import quad
+    module = load_example("elbo_gap.py")
+    for logit in (-7.0, -1.5, -1e-4, 0.0, 3e-4, 0.8, 4.0):
+        lam = 1.0 / (1.0 + np.exp(-logit))
+        mass, _ = quad(lambda x: lam ** x * (1 - lam) ** (1 - x), 0.0, 1.0)
+        c = float(np.exp(module.log_cb_normaliser(np.array(logit))))
+        assert c * mass == pytest.approx(1.0, rel=1e-7), logit
+
+
+def test_computational_graph_measures_the_shapes():
+    """The drawing's shapes come from running the model: its logits are (B, K, D)."""
+    module = load_example("computational_graph.py")
+    shapes = module.measure()
+    s = module.SIZES
+    assert shapes["l"] == (s["B"], s["K"], s["D"]) and shapes["g"] == (s["B"], s["K"], 2 * s["P"])
+    assert module.symbolic(shapes["g"]) == "(B,K,2P)" and module.symbolic(shapes["pi"]) == "(K)"
+    assert 'logits["l (B,K,D)<br/>logits"]' in module.mermaid()
+
+
+def test_worked_backward_runs(tmp_path):
+    proc = run("worked_backward.py", env_extra={})
+    assert proc.stdout.count("below 1e-9") == 2 and "L_rec = (1/B) sum_ik" in proc.stdout
