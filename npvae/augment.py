@@ -41,9 +41,6 @@ def augment(x: np.ndarray, u: np.ndarray, cfg: Config, out: np.ndarray | None = 
     side = int(round(np.sqrt(x.shape[1])))
     if side * side != x.shape[1]:
         raise ValueError(f"augmentation needs square images; got {x.shape[1]} pixels per row.")
-    warped = np.empty(x.shape)                      # float64: see kernels.warp
-    _warp(np.ascontiguousarray(x, dtype=np.float64), affine_matrices(u, cfg), side, warped)
-    if out is None:
-        return warped.astype(x.dtype)
-    out[...] = warped
+    out = np.empty_like(x) if out is None else out
+    _warp(np.ascontiguousarray(x), affine_matrices(u, cfg), side, out)
     return out

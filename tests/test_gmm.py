@@ -158,11 +158,12 @@ def test_negative_elbo_at_init_is_recon_plus_kls():
 
 
 # -------------------------------------------------------- fast engine parity
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("labels", LABEL_CASES)
-def test_fast_engine_matches_readable_float64(labels):
+def test_fast_engine_matches_readable_float64(labels, threads):
     cfg, p, x, y, noise = setup(labels)
     loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
-    fast = FastGMM(cfg)
+    fast = FastGMM(cfg, threads=threads)
     g2 = p.zeros_like()
     g2.flat[:] = np.nan                          # every gradient must be written
     loss2, terms2 = fast.loss_and_grads(p, x, y, noise, g2)
@@ -265,3 +266,30 @@ def test_tiny_fit_fast_and_reference_agree(digits):
     c = fit(cfg, x, yv, tr, va, progress=False, engine="fast")
     assert np.array_equal(a.params.flat, c.params.flat)                  # same seed, same run
     assert a.history["train_kl_z"][0] > 0                               # eval uses full weights
+
+
+# ----------------------------------------------------- the ssl preset, end to end
+def test_ssl_preset_run_writes_the_report(tmp_path, capsys):
+    """`--preset ssl` on 300 digits for 2 epochs (the preset's model, schedule and
+    augmentation): the run ends, the report names the prior and the held-out accuracy of
+    the components, the 10-D latent is drawn as a PCA projection, every figure exists."""
+    import json
+    from npvae import run
+    from npvae.plots import FIGURES
+    from conftest import write_digits_npz
+
+    data = write_digits_npz(tmp_path / "digits.npz", 300)
+    out = tmp_path / "run"
+    status = run.main(["--preset", "ssl", "--data", str(data), "--epochs", "2",
+                       "--out", str(out), "--no-progress"])
+    assert status == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["heldout_accuracy"]) == {"components q(c|x)"}
+    assert 0.0 <= summary["heldout_accuracy"]["components q(c|x)"] <= 1.0
+    report = (out / "REPORT.md").read_text()
+    assert "Gaussian mixture" in report and "Held-out Accuracy: components q(c|x)" in report
+    for rel in FIGURES.values():
+        assert (out / rel).is_file(), rel
+    from npvae.checkpoint import load_checkpoint
+    p, cfg = load_checkpoint(out / "checkpoints" / "final.npz")
+    assert cfg.model == "gmm" and p["prior_mu"].shape == (10, 10)
