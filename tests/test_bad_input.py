@@ -323,7 +323,7 @@ def test_resume_refuses_other_flags(tmp_path):
     proc = run_cli("--resume", tmp_path, "--K", "3", "--overwrite", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot be combined with --K, --overwrite" in proc.stderr
-    assert "--no-progress and --debug" in proc.stderr
+    assert "only --no-progress, --debug and --no-resume-point may be added" in proc.stderr
 
 
 @pytest.mark.parametrize("config", [False, True])
