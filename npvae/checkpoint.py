@@ -109,8 +109,8 @@ class ResumeWriter:
     kill -9 or a power cut loses at most the epoch in progress.
 
     Writing 8 MB and waiting for the disk (fsync) takes ~20 ms here, 4% of an epoch of the
-    default run; so `submit` only copies the state (~1 ms) and a background thread writes
-    it, while training goes on. Writes happen one at a time and in order: `submit` and
+    default run; so `submit` only copies the state (~3 ms) and a background thread writes
+    it, while training goes on (benchmarks/bench_resume_point.py: ~1% of the fit). Writes happen one at a time and in order: `submit` and
     `wait` first wait for the previous write and raise its error (a WriteError), so a full
     disk ends the run at the next epoch end at the latest. Leaving the `with` block waits
     for the last write (and raises its error unless another exception is on its way)."""
@@ -165,7 +165,7 @@ class ResumeWriter:
 
 def _yield_cpu() -> None:
     """Lowest CPU priority for the calling thread (Linux: nice is per thread), so that the
-    ~8 ms of CPU a resume point takes (zip CRC, copying into the page cache) fills the idle
+    ~9 ms of CPU a resume point takes (zip CRC, copying into the page cache) fills the idle
     moments of the training threads instead of taking a core from them."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):

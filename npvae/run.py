@@ -288,7 +288,7 @@ def _write_failed(err: WriteError) -> str:
         return f"{err}."
     if (run_dir / R.RESUME).is_file():
         return (f"{err}; every file written before it is complete, and once the cause is "
-                f"fixed `python -m npvae.run --resume {run_dir}` continues from the last "
+                f"fixed, python -m npvae.run --resume {run_dir} continues from the last "
                 f"finished epoch.")
     return (f"{err}; every file written before it is complete, but there is no resume point "
             f"yet: run again once the cause is fixed.")

@@ -292,8 +292,8 @@ def test_full_disk_then_read_only_then_room_again(small_disk, digits_file, unint
     assert proc.returncode == 4
     assert one_error_line(proc) == (
         f"error: cannot write {out / RESUME}: no space left on device (ENOSPC); every file "
-        f"written before it is complete, and once the cause is fixed `python -m npvae.run "
-        f"--resume {out}` continues from the last finished epoch.")
+        f"written before it is complete, and once the cause is fixed, python -m npvae.run "
+        f"--resume {out} continues from the last finished epoch.")
     assert sorted(files_of(out)) == ["checkpoints/resume.npz", "config.toml", "run.json"]
     assert read_toml(out / "config.toml")["epochs"] == EPOCHS
     assert json.loads((out / "run.json").read_text())["num_images"] == N
