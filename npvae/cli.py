@@ -8,6 +8,7 @@ may only add settings the preset does not set (or repeat its values).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -93,40 +94,96 @@ def add_preset_flag(parser: argparse.ArgumentParser, nargs=None) -> None:
 
 def config_from_args(ns: argparse.Namespace) -> Config:
     """Defaults, then the preset (if --preset), then the TOML file (if --config), then the
-    typed flags; validated. With a preset, the file and flags must not contradict it."""
+    typed flags; validated. With a preset, the file and flags must not contradict it. A bad
+    value from the file is named with the file and its line."""
     from . import presets
 
-    toml = read_toml(ns.config) if getattr(ns, "config", None) else {}
     names = {f.name for f in fields(Config)}
     flags = {k: v for k, v in vars(ns).items() if k in names}
+    path = getattr(ns, "config", None)
+    toml, lines = _read_toml_lines(path) if path else ({}, {})
     if getattr(ns, "preset", None):
-        values = presets.apply(ns.preset, toml, flags, toml_path=ns.config)
+        values = presets.apply(ns.preset, toml, flags, toml_path=path)
     else:
         values = {**toml, **flags}
-    return Config.from_dict(values).validate()
+    if not path:
+        return Config.from_dict(values).validate()
+    return _validated(values, path, {k: lines[k] for k in toml if k not in flags})
+
+
+def config_from_toml(path) -> Config:
+    """The validated Config of a TOML file alone (a run folder's config.toml)."""
+    values, lines = _read_toml_lines(path)
+    return _validated(values, path, lines)
 
 
 def read_toml(path) -> dict:
-    """A flat TOML table of Config fields; [sections] are flattened (their names ignored)."""
+    """A flat TOML table of Config fields; [sections] are flattened (their names ignored).
+    Unknown settings and settings given twice are refused (ConfigError naming the line)."""
+    return _read_toml_lines(path)[0]
+
+
+def _read_toml_lines(path) -> tuple[dict, dict]:
+    """read_toml's dict, and the line of each setting in the file (None if not found)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")
     try:
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8")
+        doc = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}.") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror}.") from None
+    known = {f.name for f in fields(Config)}
     flat: dict = {}
+    lines: dict = {}
     for key, value in doc.items():
-        for name, v in (value.items() if isinstance(value, dict) else [(key, value)]):
+        section = key if isinstance(value, dict) else None
+        for name, v in (value.items() if section else [(key, value)]):
+            at = _line_of(text, section, name)
             if isinstance(v, dict):
-                raise ConfigError(f"config file {path}: table [{key}.{name}] is nested too "
+                raise ConfigError(f"config file {path}{at}: table [{key}.{name}] is nested too "
                                   f"deeply; use [section] tables of settings, one level deep.")
             if name in flat:
-                raise ConfigError(f"config file {path} sets {name} more than once; set each "
-                                  f"setting in one place.")
-            flat[name] = v
-    return flat
+                raise ConfigError(f"config file {path}{at} sets {name} more than once; set "
+                                  f"each setting in one place.")
+            if name not in known:
+                raise ConfigError(f"config file {path}{at}: unknown setting {name}; known "
+                                  f"settings: {', '.join(sorted(known))}.")
+            flat[name], lines[name] = v, at
+    return flat, lines
+
+
+def _line_of(text: str, section: str | None, name: str) -> str:
+    """', line N' for the line setting `name` (in [section], if given), else ''."""
+    pattern = re.compile(r"""\s*(?:["']?([\w.-]+)["']?\s*\.\s*)?["']?%s["']?\s*="""
+                         % re.escape(name))
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"\s*\[\s*([^\]]+?)\s*\]", line)
+        if header:
+            current = header.group(1).strip("\"'")
+            continue
+        match = pattern.match(line)
+        if match and (match.group(1) or current) == section:
+            return f", line {number}"
+    return ""
+
+
+def _validated(values: dict, path, lines: dict) -> Config:
+    """Config.from_dict(values).validate(); when the error comes from one setting read from
+    the file (`lines`: setting -> ', line N'), the message names the file and the line."""
+    try:
+        return Config.from_dict(values).validate()
+    except ConfigError as err:
+        for name, at in lines.items():
+            try:
+                Config.from_dict({name: values[name]}).validate()
+            except ConfigError as alone:
+                if str(alone) == str(err):
+                    raise ConfigError(f"config file {path}{at}: {err}") from None
+        raise
 
 
 def write_toml(cfg: Config) -> str:

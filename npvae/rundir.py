@@ -6,8 +6,9 @@
     <run>/config.toml          the fully resolved config (re-runnable with --config)
     <run>/run.json             the command line, data source, timings
     <run>/checkpoints/best.npz, final.npz      (npvae.checkpoint.load_checkpoint)
-    <run>/checkpoints/resume.npz               only while the run is interrupted (--resume)
+    <run>/checkpoints/resume.npz               from the first epoch end until the run ends
     <run>/*.png, visualizations/mixture/model_evolution.png    the eight figures
+    <run>/.npvae.lock          the folder's lock (see RunLock), holding its last owner's pid
 
 Every file is written atomically (temporary file, then rename).
 """
@@ -16,19 +17,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no folder locks
+    fcntl = None
 
 import numpy as np
 
 from .checkpoint import load_checkpoint
-from .cli import read_toml, write_toml
+from .cli import config_from_toml, write_toml
 from .config import Config
-from .fileio import write_text
+from .fileio import WriteError, is_temporary, write_text
 
 HISTORY_FILE, SUMMARY_FILE, CONFIG_FILE, RUN_FILE = ("history.csv", "summary.json",
                                                       "config.toml", "run.json")
 BEST, FINAL = "checkpoints/best.npz", "checkpoints/final.npz"
 RESUME = "checkpoints/resume.npz"
+LOCK_FILE = ".npvae.lock"
 
 
 def write_json(path, obj) -> Path:
@@ -44,7 +52,7 @@ def write_config(run_dir, cfg: Config, preset: str | None = None) -> Path:
 
 
 def read_config(run_dir) -> Config:
-    return Config.from_dict(read_toml(Path(run_dir) / CONFIG_FILE)).validate()
+    return config_from_toml(Path(run_dir) / CONFIG_FILE)
 
 
 def write_history(run_dir, history: dict) -> Path:
@@ -77,13 +85,19 @@ def read_history(run_dir) -> dict:
 
 def rerender(run_dir) -> Path:
     """Re-draw the figures and REPORT.md of a finished run from its files (no training)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / SUMMARY_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {SUMMARY_FILE}).")
+    with RunLock(run_dir) as lock:                 # not while a run writes there
+        lock.acquire()
+        return _rerender(run_dir)
+
+
+def _rerender(run_dir: Path) -> Path:
     from . import summary as S
     from .data import load_data
     from .report import write_report
 
-    run_dir = Path(run_dir)
-    if not (run_dir / SUMMARY_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no {SUMMARY_FILE}).")
     params, cfg = load_checkpoint(run_dir / FINAL)
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     run = json.loads((run_dir / RUN_FILE).read_text())
@@ -97,3 +111,89 @@ def rerender(run_dir) -> Path:
 def report_config(cfg: Config, n: int) -> dict:
     """The config as the report shows it, with the resolved number of images."""
     return {**cfg.to_dict(), "num_samples": n}
+
+
+# ------------------------------------------------------------------ one run per folder
+
+class FolderInUse(ValueError):
+    """Another live process holds the run folder's lock; the message names its pid."""
+
+
+class RunLock:
+    """An exclusive OS lock (flock) on <run>/.npvae.lock, held while a run or a resume
+    writes into the folder. The kernel drops it when the process ends in any way (kill -9,
+    a crash), so no stale lock is ever left; the file itself stays (deleting it could let
+    two runs lock two different files) and holds the pid of its last owner.
+
+        with RunLock(run_dir) as lock:    # nothing happens yet
+            lock.acquire()                # FolderInUse naming the holder, or WriteError
+    """
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        if self.fd is not None or fcntl is None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise WriteError(self.path, err) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderInUse(self.busy_message()) from None
+        except OSError as err:              # e.g. ENOLCK: a file system without locks
+            os.close(fd)
+            raise WriteError(self.path, err, verb="lock") from err
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:
+            os.close(fd)
+            raise WriteError(self.path, err) from err
+        self.fd = fd
+
+    def holder(self) -> str | None:
+        """The pid holding the lock (as text; "unknown" if it has not written it yet), or
+        None when the folder is free. Probes by taking and dropping a shared lock."""
+        if fcntl is None or not self.path.is_file():
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:                     # unreadable: acquire() will say what is wrong
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)                    # (also drops the probe's lock)
+        return None
+
+    def busy_message(self) -> str:
+        pid = self.holder() or "unknown"
+        return (f"run folder {self.path.parent} is in use by another npvae run (pid {pid}); "
+                f"wait for it to end (or stop it), or choose another folder.")
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def remove_temporary_files(run_dir) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed process left in the run
+    folder (only while holding its lock: then no write is in progress)."""
+    stale = [p for p in Path(run_dir).rglob(".*.tmp") if p.is_file() and is_temporary(p)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

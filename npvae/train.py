@@ -10,7 +10,9 @@ optimiser update) and after every epoch's evaluation; when it says yes, fit retu
 `interrupted=True` and a TrainState (parameters, optimiser moments, generator states, position,
 best weights, history) from which `fit(..., state=...)` continues to exactly the same weights
 as a run that never stopped. A non-finite loss or gradient stops training before that step's
-update is applied (`diverged` names the epoch, step and term).
+update is applied (`diverged` names the epoch, step and term). `on_epoch_end(state)` receives
+the TrainState after every epoch that training continues from (npvae/run.py writes it as the
+resume point, so a kill -9 loses at most one epoch).
 
 Two engines compute the steps and evaluations: "fast" (the default; npvae/fast.py, fused
 kernels and reused buffers) and "reference" (npvae/model.py, the readable layer-by-layer
@@ -128,14 +130,17 @@ ENGINES = ("fast", "reference")
 def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray,
         val_idx: np.ndarray, progress: bool = True, engine: str = "fast",
         profile: dict | None = None, state: TrainState | None = None,
-        should_stop: Callable[[], bool] | None = None) -> FitResult:
+        should_stop: Callable[[], bool] | None = None,
+        on_epoch_end: Callable[[TrainState], None] | None = None) -> FitResult:
     """Train on x[train_idx] (labels y_visible, -1 = unlabeled), validate on x[val_idx].
 
     engine: "fast" (default) or "reference" (see the module docstring). profile: a dict that,
     when given, receives the seconds spent per phase (batch, forward, backward, optimizer,
     evaluation, tracking; forward and backward are split only by the fast engine).
     state: None starts afresh; a TrainState (from an interrupted fit) continues that run.
-    should_stop: asked after every step and every evaluation; True stops with a TrainState."""
+    should_stop: asked after every step and every evaluation; True stops with a TrainState.
+    on_epoch_end: called after every epoch not ending training early, with the TrainState
+    that resumes right after it; its arrays are the live ones (copy what you keep)."""
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r} is not known: use one of {', '.join(ENGINES)}.")
     dtype = np.dtype(cfg.dtype)
@@ -237,6 +242,9 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
             stopped = f"early stopping: no validation improvement for {cfg.patience} epochs"
             break
         order, first_step = None, 0
+        if on_epoch_end is not None:                    # a resume point after every epoch
+            on_epoch_end(_state(p, opt, rngs, (epoch + 1, 0), None, best, best_loss, best_epoch,
+                                history, time.perf_counter() - start))
         if should_stop is not None and should_stop():   # between epochs: resume at step 0
             halt = (epoch + 1, 0)
             break
@@ -245,8 +253,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     seconds = time.perf_counter() - start
     paused = None
     if halt is not None:
-        paused = TrainState(p, opt, {k: r.bit_generator.state for k, r in rngs.items()}, *halt,
-                            order, best, float(best_loss), best_epoch, history, seconds)
+        paused = _state(p, opt, rngs, halt, order, best, best_loss, best_epoch, history, seconds)
     return FitResult(p, best, history, len(history["epoch"]), seconds, best_epoch, stopped,
                      opt, diverged, halt is not None, paused)
 
@@ -264,6 +271,12 @@ def _batch(xtr, idx, noise, cfg: Config, buf):
     if noise.aug is not None:
         augment(xb.copy(), noise.aug, cfg, out=xb)
     return xb
+
+
+def _state(p, opt, rngs, at, order, best, best_loss, best_epoch, history, seconds):
+    """The TrainState that continues at position `at` = (epoch, step)."""
+    return TrainState(p, opt, {k: r.bit_generator.state for k, r in rngs.items()}, *at, order,
+                      best, float(best_loss), best_epoch, history, seconds)
 
 
 def _restore(state: TrainState, cfg: Config, rngs: dict, n: int):

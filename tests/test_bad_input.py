@@ -80,21 +80,33 @@ def test_setting_that_does_not_fit_the_data(tmp_path, args, words):
 # ------------------------------------------------------------------------ TOML file
 
 @pytest.mark.parametrize("text, words", [
-    ("K = 3\nbogus = 1\n", ["unknown setting(s) bogus", "known settings: K"]),
-    ('[model]\nK = "ten"\n', ["K = 'ten' has the wrong type", "expected int"]),
-    ("K = 2.5\n", ["K = 2.5 has the wrong type", "expected int"]),
-    ("epochs = true\n", ["epochs = True has the wrong type", "expected int"]),
-    ('lr = "fast"\n', ["lr = 'fast' has the wrong type", "expected float"]),
-    ("hidden_dims = [256, 0]\n", ["hidden_dims = (256, 0)", "positive layer widths"]),
-    ("w_kl = -1.0\n", ["w_kl = -1.0", "only w_div may be negative"]),
-    ("K = [\n", ["not valid TOML"]),
-    ("[a]\nK = 3\n[b]\nK = 4\n", ["sets K more than once"]),
+    ("K = 3\nbogus = 1\n", ["c.toml, line 2: unknown setting bogus", "known settings: K"]),
+    ('[model]\nK = "ten"\n', ["c.toml, line 2: K = 'ten' has the wrong type", "expected int"]),
+    ("# a comment\n\nK = 2.5\n", ["c.toml, line 3: K = 2.5 has the wrong type", "expected int"]),
+    ("epochs = true\n", ["c.toml, line 1: epochs = True has the wrong type", "expected int"]),
+    ('lr = "fast"\n', ["c.toml, line 1: lr = 'fast' has the wrong type", "expected float"]),
+    ("K = 3\nhidden_dims = [256, 0]\n", ["c.toml, line 2: hidden_dims = (256, 0)",
+                                          "positive layer widths"]),
+    ("[loss]\nw_rec = 1.0\nw_kl = -1.0\n", ["c.toml, line 3: w_kl = -1.0",
+                                            "only w_div may be negative"]),
+    ("model.K = 0\n", ["c.toml, line 1: K = 0", "at least 1"]),
+    ("K = 3\nlr = = 1\n", ["c.toml is not valid TOML", "line 2"]),
+    ("[a]\nK = 3\n[b]\nK = 4\n", ["c.toml, line 4 sets K more than once"]),
 ])
 def test_bad_toml_file(tmp_path, text, words):
+    """Every refusal of a TOML value names the file, the setting and its line."""
     (tmp_path / "c.toml").write_text(text)
     line = refused(tmp_path, "--config", tmp_path / "c.toml")
     for w in words:
         assert w in line
+
+
+def test_bad_toml_value_overridden_by_a_flag_is_not_blamed(tmp_path):
+    """A flag typed on the command line wins over the file, so its bad value is named as
+    the flag's, without the file."""
+    (tmp_path / "c.toml").write_text("K = 3\n")
+    line = refused(tmp_path, "--config", tmp_path / "c.toml", "--K", "0")
+    assert "K = 0 (--K) is not allowed" in line and "c.toml" not in line
 
 
 def test_missing_toml_file(tmp_path):
@@ -311,7 +323,7 @@ def test_resume_refuses_other_flags(tmp_path):
     proc = run_cli("--resume", tmp_path, "--K", "3", "--overwrite", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot be combined with --K, --overwrite" in proc.stderr
-    assert "--no-progress and --debug" in proc.stderr
+    assert "only --no-progress, --debug and --no-resume-point may be added" in proc.stderr
 
 
 @pytest.mark.parametrize("config", [False, True])
