@@ -41,7 +41,7 @@ class CheckpointError(ValueError):
 def save_checkpoint(path, params: Params, cfg: Config, **extra_arrays) -> Path:
     """Write params (named arrays), cfg and any extra arrays (e.g. optimiser state)."""
     arrays = params.to_dict()
-    arrays[CONFIG_KEY] = np.array(json.dumps(cfg.to_dict()))
+    arrays[CONFIG_KEY] = np.array(json.dumps(cfg.to_dict(compact=True)))
     arrays.update(extra_arrays)
     return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
@@ -92,7 +92,8 @@ def _resume_arrays(state, cfg: Config, data: dict | None) -> dict:
             "history": {k: _floats(v) if k != "epoch" else list(map(int, v))
                         for k, v in state.history.items()},
             "data": data}
-    arrays = {**state.params.to_dict(), CONFIG_KEY: np.array(json.dumps(cfg.to_dict())),
+    arrays = {**state.params.to_dict(),
+              CONFIG_KEY: np.array(json.dumps(cfg.to_dict(compact=True))),
               "__resume__": np.array(json.dumps(meta)), "__opt_m__": state.opt.m,
               "__opt_v__": state.opt.v, "__best__": state.best_params.flat}
     if state.order is not None:

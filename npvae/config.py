@@ -11,6 +11,11 @@ from dataclasses import dataclass, fields
 
 
 MODELS = ("mixture", "gmm")
+# Settings added after the seed's model. A checkpoint leaves them out while they are at their
+# defaults (Config.to_dict(compact=True)), so the default run writes the very bytes it wrote
+# before they existed; Config.from_dict fills them back in.
+EXTENSIONS = ("model", "labeled_per_batch", "warmup_epochs", "anneal_epochs", "aug_rotate",
+              "aug_scale", "aug_shift")
 
 
 class ConfigError(ValueError):
@@ -136,10 +141,16 @@ class Config:
         return self
 
     # ------------------------------------------------------------ conversions
-    def to_dict(self) -> dict:
-        """Plain JSON/TOML-friendly dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(self).items()}
+    def to_dict(self, compact: bool = False) -> dict:
+        """Plain JSON/TOML-friendly dict (tuples become lists). compact: without the
+        EXTENSIONS that are at their defaults (what checkpoints store)."""
+        d = {k: (list(v) if isinstance(v, tuple) else v)
+             for k, v in dataclasses.asdict(self).items()}
+        if compact:
+            defaults = Config()
+            d = {k: v for k, v in d.items()
+                 if k not in EXTENSIONS or v != getattr(defaults, k)}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":

@@ -293,3 +293,22 @@ def test_ssl_preset_run_writes_the_report(tmp_path, capsys):
     from npvae.checkpoint import load_checkpoint
     p, cfg = load_checkpoint(out / "checkpoints" / "final.npz")
     assert cfg.model == "gmm" and p["prior_mu"].shape == (10, 10)
+
+
+def test_checkpoints_store_extensions_only_when_set(tmp_path):
+    """The default run's checkpoint config has exactly the seed model's settings (so its
+    final.npz keeps its bytes); a gmm config keeps every setting it changed, and both load."""
+    from npvae.checkpoint import load_checkpoint, save_checkpoint
+    from npvae.config import EXTENSIONS
+
+    assert not set(EXTENSIONS) & set(Config().to_dict(compact=True))
+    assert set(Config().to_dict()) - set(Config().to_dict(compact=True)) == set(EXTENSIONS)
+    cfg = gmm_config(labeled_per_batch=4, aug_shift=1.0)
+    compact = cfg.to_dict(compact=True)
+    assert compact["model"] == "gmm" and compact["aug_shift"] == 1.0
+    assert "aug_rotate" not in compact and "warmup_epochs" not in compact
+    for c in (cfg, Config(dtype="float64")):
+        p = init_params(c, np.random.default_rng(0))
+        save_checkpoint(tmp_path / "c.npz", p, c)
+        p2, c2 = load_checkpoint(tmp_path / "c.npz")
+        assert c2 == c and np.array_equal(p2.flat, p.flat)
