@@ -53,7 +53,26 @@ def cases(dtype, B, seed=0):
         "latent_terms": (q, 500 * rng.random((B, K)).astype(dtype), f(B, 2), f(B, 2), pi,
                          np.array([1.0, 0.5, 0.001, 1.0, 5.0, -0.05]), f(B, K), f(B, 2),
                          f(B, 2), f(K)),
+        # a rotation, scale and shift per image, some reading far outside the 28 x 28 frame
+        "warp": (rng.random((B, 784)).astype(dtype), _affine(rng, B), 28, f(B, 784)),
+        # model gmm's latent block: a few labeled rows, both weights' signs in use
+        "gmm_latent": (f(B, 2), 0.3 * f(B, 2), f(B, 2), _labels(rng, B), f(K), f(K, 2),
+                       0.3 * f(K, 2), np.array([0.7, 0.9, 0.4, 5.0, -0.3, 2.0]), True,
+                       f(B, K), f(B, K), f(B, 2), f(B, 2), f(B, 2), f(K), f(K, 2), f(K, 2)),
     }
+
+
+def _affine(rng, B):
+    from npvae.augment import affine_matrices
+    from npvae.config import Config
+    return affine_matrices(rng.uniform(-1, 1, (B, 4)),
+                           Config(aug_rotate=40, aug_scale=0.3, aug_shift=8))
+
+
+def _labels(rng, B):
+    y = np.full(B, -1)
+    y[:max(1, B // 4)] = rng.integers(0, K, max(1, B // 4))
+    return y
 
 
 def run(fn, args):
