@@ -45,6 +45,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import Config, ConfigError
+from .estimator_input import holdout, is_unlabeled, rows, to_unit
 
 # Config fields the estimator does not take (the data is X, y) and the two it renames.
 NOT_PARAMS = ("data", "num_samples", "num_labeled", "seed", "name", "description", "tags")
@@ -113,7 +114,7 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _scaled(self, X, dtype, fitting: bool = False) -> np.ndarray:
         """X mapped to [0, 1] by the `scaling` rule (fitting: learn data_min_, data_max_)."""
         if self.scaling == "pixels":
-            return _to_unit(X, dtype)
+            return to_unit(X, dtype)
         if self.scaling != "minmax":
             raise ValueError(f"scaling = {self.scaling!r} is not known: use 'pixels' (floats "
                              f"in [0, 1] or integers 0..255) or 'minmax'.")
@@ -135,7 +136,7 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"y must be a 1-D array of class labels with -1 for unlabeled "
                              f"rows; got target type {kind!r} of shape {y.shape}.")
         if self.num_classes is None:
-            unlabeled = _is_unlabeled(y)
+            unlabeled = is_unlabeled(y)
             enc = LabelEncoder().fit(y[~unlabeled])
             codes = np.full(y.shape, -1, dtype=np.int64)
             codes[~unlabeled] = enc.transform(y[~unlabeled])
@@ -198,11 +199,11 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy on the rows of y that are labeled (rows with -1 are left out)."""
         y = np.asarray(y)
-        keep = ~_is_unlabeled(y)
+        keep = ~is_unlabeled(y)
         if not keep.any():
             raise ValueError("score needs at least one labeled row (y other than -1).")
         w = None if sample_weight is None else np.asarray(sample_weight)[keep]
-        return super().score(_rows(X, keep), y[keep], sample_weight=w)
+        return super().score(rows(X, keep), y[keep], sample_weight=w)
 
     def transform(self, X) -> np.ndarray:
         """(n, latent_dim) the latent means mu(x) (the encoder's output at z = mu)."""
@@ -287,46 +288,6 @@ def _config_params() -> list[str]:
 def _from_config(cls, cfg: Config) -> MixtureVAEClassifier:
     """An estimator whose parameters are a Config's (seed -> random_state)."""
     return cls(**{k: getattr(cfg, k) for k in _config_params()}, random_state=cfg.seed)
-
-
-def holdout(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) row indices: make_splits' permutation with max(1, int(f n)) rows held out;
-    with fewer than 1 / f rows (none to spare), every row trains and validates."""
-    perm = np.random.RandomState(seed).permutation(n)
-    k = int(val_fraction * n)
-    if k < 1:
-        return perm, perm
-    return perm[k:], perm[:k]
-
-
-def _to_unit(X: np.ndarray, dtype) -> np.ndarray:
-    """Integer grey levels 0..255 -> /255; floats must already lie in [0, 1]."""
-    X = np.asarray(X)
-    if X.dtype == bool:
-        X = X.astype(np.uint8)
-    if np.issubdtype(X.dtype, np.integer):
-        if X.size and (X.min() < 0 or X.max() > 255):
-            raise ValueError(f"integer pixels span {X.min()}..{X.max()}; grey levels must lie "
-                             f"in 0..255.")
-        return (X.astype(np.float32) / 255.0).astype(dtype)   # as npvae.data loads them
-    if not np.issubdtype(X.dtype, np.floating):
-        raise ValueError(f"X has dtype {X.dtype}; give float pixels in [0, 1] or integer grey "
-                         f"levels 0..255.")
-    if X.size and (X.min() < 0.0 or X.max() > 1.0):
-        raise ValueError(f"float pixels span [{X.min():g}, {X.max():g}]; they must lie in "
-                         f"[0, 1] (divide grey levels by 255, or pass them as integers).")
-    return np.ascontiguousarray(X, dtype=dtype)
-
-
-def _is_unlabeled(y: np.ndarray) -> np.ndarray:
-    """Rows marked -1 (the number, or the string '-1' in an object/string array)."""
-    if y.dtype.kind in "iuf":
-        return y == -1
-    return np.array([v == -1 or v == "-1" for v in y.ravel()], dtype=bool).reshape(y.shape)
-
-
-def _rows(X, keep):
-    return X.iloc[keep] if hasattr(X, "iloc") else np.asarray(X)[keep]
 
 
 def _same(a, b) -> bool:
