@@ -4,7 +4,7 @@ Both models take fit(X, y) with y = -1 for the unlabeled rows. The data and the 
 command line's (npvae.data.make_splits with --seed): --num-labeled images keep their labels,
 the validation rows are held out, and every model trains on the training rows only:
 
-    MixtureVAEClassifier(preset="ssl", epochs=E)     the semi-supervised VAE (model gmm)
+    MixtureVAEClassifier(preset="ssl", epochs=50)    the semi-supervised VAE (model gmm)
     LabelSpreading(kernel="knn", n_neighbors=7)      graph-based label propagation on pixels
     make_pipeline(MixtureVAEClassifier(...), LabelSpreading(...))
                                                      LabelSpreading on the VAE's latent means
@@ -13,14 +13,14 @@ the validation rows are held out, and every model trains on the training rows on
 It prints one table: the accuracy of each on the held-out rows and on the unlabeled training
 rows (whose labels the models never saw), and the seconds each took to fit.
 
-What to expect: LabelSpreading on raw pixels reaches about 0.7-0.75 on held-out digits with
-50 labels; the VAE after 20 epochs of the ssl preset is still far from its 150-epoch result
-(README, "Labels that count") and scores lower or similar; the full preset is a `--epochs 150`
-away. Default: 5000 digits, 50 labels, 20 epochs: a few minutes on 2 cores (both VAEs train).
-NPVAE_EXAMPLE_TINY=1 or --tiny: 300 images, 1 epoch, small layers: a few seconds, numbers
-near chance. Writes sklearn_pipeline.md (the table) to --out.
+What to expect: with the defaults (5000 digits, 46 of the 50 labels in the training rows,
+50 epochs of the ssl preset) one run printed held-out accuracies of 0.838 for the VAE, 0.764
+for LabelSpreading on pixels and 0.888 for LabelSpreading on the VAE's latent means; the
+VAEs took about 85 seconds each on 2 busy cores, LabelSpreading about one second (the full
+preset is `--epochs 150`). NPVAE_EXAMPLE_TINY=1 or --tiny: 300 images, 1 epoch, small
+layers: a few seconds, the VAEs near chance. Writes sklearn_pipeline.md (the table) to --out.
 
-    python examples/sklearn_pipeline.py [--epochs 20] [--num-samples N] [--num-labeled 50]
+    python examples/sklearn_pipeline.py [--epochs 50] [--num-samples N] [--num-labeled 50]
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     ap = C.make_parser("sklearn_pipeline", __doc__)
     C.add_training_flags(ap)
     ap.add_argument("--num-labeled", type=int, default=50, help="images that keep their label")
-    args = C.resolve(ap.parse_args(argv), normal=dict(epochs=20, num_samples=None, K=10),
+    args = C.resolve(ap.parse_args(argv), normal=dict(epochs=50, num_samples=None, K=10),
                      tiny=dict(epochs=1, num_samples=300, K=10))
     x, y = load_digits()
     x, y = subsample(x, y, args.num_samples, args.seed)
