@@ -6,6 +6,7 @@ Public API (shapes in the docstrings):
     draw_noise(cfg, B, rng)     -> Noise (reparameterisation eps, dropout masks)
     loss_and_grads(p, x, y, noise, cfg) -> (loss, grads, terms)
     evaluate(p, x, cfg)         -> (Outputs, terms) in eval mode (z = mu, no dropout)
+    MixtureVAEClassifier(...)   scikit-learn estimator: fit(X, y with -1 = unlabeled), predict, ...
 """
 from . import blas
 
@@ -16,8 +17,9 @@ from .model import Outputs, evaluate, forward, backward, loss_and_grads, TERMS  
 from .noise import Noise, draw_noise  # noqa: E402
 from .optim import AdamState, adamw_step, clip_by_global_norm  # noqa: E402
 from .params import Layout, Params, init_params  # noqa: E402
+from .estimator import MixtureVAEClassifier  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "Outputs", "evaluate", "forward", "backward",
            "loss_and_grads", "TERMS", "Noise", "draw_noise", "AdamState", "adamw_step",
-           "clip_by_global_norm", "Layout", "Params", "init_params"]
+           "clip_by_global_norm", "Layout", "Params", "init_params", "MixtureVAEClassifier"]

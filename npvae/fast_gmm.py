@@ -158,7 +158,7 @@ class FastGMM:
         for j in range(n + 1):
             below = ws.dec_h[j - 1][:B] if j else ws.z[:B]
             top = ws.dec_dh[j][:B] if j < n else ws.logits[:B]
-            c0, c1 = split(top.shape[1], T)[t]
+            c0, c1 = _columns(top.shape[1], T, t)
             np.matmul(below.T, top[:, c0:c1], out=g[f"dec{j}.W"][:, c0:c1])
         barrier.wait()
         # C. rows: z = mu + e^{lv/2} eps, the heads, the trunk backward
@@ -176,7 +176,7 @@ class FastGMM:
         # D. columns: the trunk's weight gradients; thread 0 the heads'
         for i in range(len(ws.enc_h)):
             top = ws.enc_dh[i][:B]
-            c0, c1 = split(top.shape[1], T)[t]
+            c0, c1 = _columns(top.shape[1], T, t)
             below = ws.enc_h[i - 1][:B] if i else x
             np.matmul(below.T, top[:, c0:c1], out=g[f"enc{i}.W"][:, c0:c1])
         if t == 0:
@@ -250,3 +250,10 @@ class FastGMM:
                 totals[k] += min(bs, n - s) / n * terms[k]
             usage += q_sum
         return totals, usage / n
+
+
+def _columns(n: int, T: int, t: int) -> tuple[int, int]:
+    """Thread t's share of n columns; an empty range when there are fewer columns than
+    threads (e.g. a 1-pixel input), since split() hands out at most n ranges."""
+    ranges = split(n, T)
+    return ranges[t] if t < len(ranges) else (n, n)

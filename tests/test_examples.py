@@ -50,7 +50,8 @@ def digits_run(tmp_path_factory):
 
 
 SCRIPTS = ["compare_k.py", "computational_graph.py", "elbo_gap.py", "generate_digits.py",
-           "gradient_check.py", "latent_traversal.py", "train_minimal.py", "worked_backward.py"]
+           "gradient_check.py", "latent_traversal.py", "sklearn_pipeline.py", "train_minimal.py",
+           "worked_backward.py"]
 
 
 def load_example(name: str):
@@ -242,3 +243,16 @@ def test_computational_graph_measures_the_shapes():
 def test_worked_backward_runs(tmp_path):
     proc = run("worked_backward.py", env_extra={})
     assert proc.stdout.count("below 1e-9") == 2 and "L_rec = (1/B) sum_ik" in proc.stdout
+
+
+def test_sklearn_pipeline(tmp_path):
+    """Three models on the CLI's split, one table row each with accuracies in [0, 1];
+    LabelSpreading on pixels is far above chance even at tiny settings."""
+    proc = run("sklearn_pipeline.py", "--out", tmp_path)
+    table = (tmp_path / "sklearn_pipeline.md").read_text().splitlines()
+    assert table[0] == "| model | held-out accuracy | unlabeled-train accuracy | fit seconds |"
+    rows = {r.split("|")[1].strip(): [float(v) for v in r.split("|")[2:5]] for r in table[2:]}
+    assert len(rows) == 3 and all(0.0 <= a <= 1.0 and 0.0 <= b <= 1.0 for a, b, _ in
+                                   rows.values())
+    assert rows["LabelSpreading (pixels, knn 7)"][0] > 0.4
+    assert "300 images: 270 training" in proc.stdout
