@@ -5,7 +5,8 @@ The gmm model's cost is its two MLPs (trunk 784 -> H and decoder d -> G -> 784),
 image: no (image, component) pairs as in the seed's decoder. The kernels fuse what follows
 each product: bias + leaky ReLU, the BCE with its gradient and bias gradient, the leaky
 ReLU's backward with the bias gradient. The small latent block between encoder and decoder
-((B, K, d) arrays, K = 10, d = 10) is the readable gmm.latent_forward / latent_backward itself.
+((B, K, d) arrays, K = 10, d = 10) is one fused kernel, kernels.gmm_latent, whose NumPy twin
+is the readable gmm.latent_forward / latent_backward.
 
 Threads, as in npvae/fast.py (npvae/threads.py): T Python threads, BLAS on one thread inside
 each (OpenBLAS's own threads spin, and on a shared host they made steps 10x slower). A step:
