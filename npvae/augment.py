@@ -19,6 +19,7 @@ import numpy as np
 
 from . import kernels
 from .config import Config
+from .threads import Team, split
 
 _warp = kernels.warp_np if numba.config.DISABLE_JIT else kernels.warp
 
@@ -35,12 +36,20 @@ def affine_matrices(u: np.ndarray, cfg: Config) -> np.ndarray:
     return A
 
 
-def augment(x: np.ndarray, u: np.ndarray, cfg: Config, out: np.ndarray | None = None):
+def augment(x: np.ndarray, u: np.ndarray, cfg: Config, out: np.ndarray | None = None,
+            team: Team | None = None):
     """The batch x (B, D) warped image by image with the draws u (B, 4); a new array unless
-    `out` (B, D) is given (it must not be x)."""
+    `out` (B, D) is given (it must not be x). team: threads (npvae/threads.py) that share the
+    images; every image is warped alone, so the result does not depend on the split."""
     side = int(round(np.sqrt(x.shape[1])))
     if side * side != x.shape[1]:
         raise ValueError(f"augmentation needs square images; got {x.shape[1]} pixels per row.")
     out = np.empty_like(x) if out is None else out
-    _warp(np.ascontiguousarray(x), affine_matrices(u, cfg), side, out)
+    x, A = np.ascontiguousarray(x), affine_matrices(u, cfg)
+    rows = split(x.shape[0], team.size if team is not None else 1)
+    if len(rows) == 1:
+        _warp(x, A, side, out)
+    else:
+        team.run(lambda t, r, _: _warp(x[r[0]:r[1]], A[r[0]:r[1]], side, out[r[0]:r[1]]),
+                 rows)
     return out

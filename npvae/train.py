@@ -195,7 +195,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
                     break                               # before the update: p stays good
                 adamw_step(p.flat, g.flat, opt, decay, cfg)
             else:
-                xb = _batch(xtr, idx, noise, cfg, xbuf)
+                xb = _batch(xtr, idx, noise, cfg, xbuf, fast.team)
                 clock.lap("batch")
                 loss, terms = fast.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps fwd, bwd
                 clock.lap(None)
@@ -265,11 +265,12 @@ def _scheduled(cfg: Config, epoch: int) -> Config:
     return cfg if scale == 1.0 else cfg.replace(w_kl=cfg.w_kl * scale, w_klc=cfg.w_klc * scale)
 
 
-def _batch(xtr, idx, noise, cfg: Config, buf):
-    """The step's images x[idx] in buf, warped by the step's augmentation draws if any."""
+def _batch(xtr, idx, noise, cfg: Config, buf, team=None):
+    """The step's images x[idx] in buf, warped by the step's augmentation draws if any (on
+    the fast engine's threads when given)."""
     xb = np.take(xtr, idx, axis=0, out=buf[:idx.size])
     if noise.aug is not None:
-        augment(xb.copy(), noise.aug, cfg, out=xb)
+        augment(xb.copy(), noise.aug, cfg, out=xb, team=team)
     return xb
 
 
