@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from npvae import presets
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -158,7 +160,9 @@ def test_preset_fills_only_the_settings_left_at_their_defaults(digits):
                                labeled_per_batch=4, latent_dim=3)
     est.fit(x8[:100], y_semi[:100])
     cfg = est.config_
-    assert (cfg.model, cfg.w_cls, cfg.aug_rotate) == ("gmm", 6.0, 15.0)   # from the preset
+    ssl = presets.load("ssl")
+    assert (cfg.model, cfg.w_cls, cfg.aug_rotate) == \
+        ("gmm", ssl["w_cls"], ssl["aug_rotate"])                          # from the preset
     assert (cfg.hidden_dims, cfg.epochs, cfg.latent_dim, cfg.labeled_per_batch) == \
         ((16,), 1, 3, 4)                                                   # given here
     with pytest.raises(ValueError, match="784 columns"):                   # augmentation
