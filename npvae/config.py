@@ -127,6 +127,10 @@ class Config:
         need(self.epochs >= 0, "epochs", "it must be 0 or more")
         for name in ("labeled_per_batch", "warmup_epochs", "anneal_epochs"):
             need(getattr(self, name) >= 0, name, "it must be 0 or more")
+        for name in ("warmup_epochs", "anneal_epochs"):       # the fast seed engine has none
+            need(self.model == "gmm" or getattr(self, name) == 0, name,
+                 "the staged KL schedule is part of model gmm (--model gmm); leave it at 0 "
+                 "for the seed's model")
         need(0.0 <= self.aug_rotate <= 180.0, "aug_rotate", "give degrees in [0, 180]")
         need(0.0 <= self.aug_scale < 1.0, "aug_scale", "it must lie in [0, 1)")
         need(0.0 <= self.aug_shift <= 14.0, "aug_shift", "give pixels in [0, 14]")

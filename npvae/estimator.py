@@ -44,7 +44,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import Config, ConfigError
+from .config import Config
 from .estimator_input import holdout, is_unlabeled, rows, to_unit
 
 # Config fields the estimator does not take (the data is X, y) and the two it renames.

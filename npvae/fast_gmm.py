@@ -30,7 +30,7 @@ import time
 import numba
 import numpy as np
 
-from . import gmm, kernels
+from . import kernels
 from . import layers as L
 from .config import Config
 from .model import TERMS, Outputs

@@ -236,6 +236,8 @@ def test_config_checks():
         Config(model="vade").validate()
     with pytest.raises(ConfigError, match="labeled_per_batch"):
         Config(labeled_per_batch=-1).validate()
+    with pytest.raises(ConfigError, match="staged KL schedule is part of model gmm"):
+        Config(warmup_epochs=3).validate()
     names = Layout.from_config(gmm_config()).names
     assert "prior_mu" in names and "embed" not in names and "enc_c.W" not in names
 
