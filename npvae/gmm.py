@@ -1,4 +1,4 @@
-"""Model "gmm": a Gaussian-mixture prior whose components are the classes (docs/math.md, part 2).
+"""Model "gmm": a Gaussian-mixture prior whose components are the classes (docs/math.md, section 14).
 
 The seed's model (npvae/model.py) lets q(c|x) come from its own encoder head and gives every
 component the same prior N(0, I), so nothing ties a component to a digit. Here, as in VaDE
