@@ -143,12 +143,19 @@ def test_resume_checkpoint_of_another_config_is_refused(digits, digits_file, tmp
 
 # ------------------------------------------------------------------- real signals
 
+# Long enough that the signal, sent when epoch 1 is reported, lands while training: with 20
+# epochs of these 135 images an idle machine finished the run first (exit 0, no resume point).
+# patience = epochs: early stopping would end the run before its last epoch.
+SIGNAL_EPOCHS = 60
+
+
 def start_and_signal(data, out, sig, epochs):
     """Start a CLI run, send `sig` once its first epoch is reported; return the exit status,
     stdout and stderr."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "npvae.run", "--data", str(data),
-                             "--epochs", str(epochs), "--batch-size", str(BATCH), "--out",
+                             "--epochs", str(epochs), "--patience", str(epochs),
+                             "--batch-size", str(BATCH), "--out",
                              str(out)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     seen = []
@@ -162,7 +169,7 @@ def start_and_signal(data, out, sig, epochs):
 
 
 def test_sigint_writes_a_resume_point_and_resume_finishes_bit_identical(tmp_path, digits_file):
-    epochs, out = 20, tmp_path / "run"
+    epochs, out = SIGNAL_EPOCHS, tmp_path / "run"
     code, _, err = start_and_signal(digits_file, out, signal.SIGINT, epochs)
     assert code == 130, err
     assert "Traceback" not in err
@@ -183,7 +190,7 @@ def test_sigint_writes_a_resume_point_and_resume_finishes_bit_identical(tmp_path
     assert run["resumed"] == [["python", "-m", "npvae.run", "--resume", str(out), "--no-progress"]]
 
     # the same run, never interrupted, in this process
-    cfg = on_file(CFG, digits_file).replace(epochs=epochs)
+    cfg = on_file(CFG, digits_file).replace(epochs=epochs, patience=epochs)
     alone = fit(cfg, *data_of(cfg), progress=False)
     final, saved = load_checkpoint(out / "checkpoints/final.npz")
     assert saved == cfg and np.array_equal(final.flat, alone.params.flat)
@@ -193,7 +200,7 @@ def test_sigint_writes_a_resume_point_and_resume_finishes_bit_identical(tmp_path
 
 def test_sigterm_exits_143_with_a_resume_point(tmp_path, digits_file):
     out = tmp_path / "run"
-    code, _, err = start_and_signal(digits_file, out, signal.SIGTERM, 20)
+    code, _, err = start_and_signal(digits_file, out, signal.SIGTERM, SIGNAL_EPOCHS)
     assert code == 143, err
     assert (out / RESUME).is_file() and (out / "checkpoints/final.npz").is_file()
     assert "interrupted at epoch" in (out / "REPORT.md").read_text()
