@@ -140,12 +140,7 @@ class FastModel:
         """Images i0:i1 from pixels to the decoder's last product (bias not yet added), in ws:
         trunk, heads (q, mu, lv, z = mu + e^{lv/2} eps, or mu when eps is None), the z
         pathway hz, and every (image, component) pair. Returns the logits' rows."""
-        h = x[i0:i1]
-        for i, buf in enumerate(ws.enc_h):
-            out = buf[i0:i1]
-            np.matmul(h, p[f"enc{i}.W"], out=out)
-            kern.bias_lrelu(out, p[f"enc{i}.b"])
-            h = out
+        h = dense_lrelu_rows(x[i0:i1], p, "enc", ws.enc_h, i0, i1)
         a, mu, lv, z = ws.a[i0:i1], ws.mu[i0:i1], ws.lv[i0:i1], ws.z[i0:i1]
         for name, out in (("enc_c", a), ("enc_mu", mu), ("enc_lv", lv)):
             np.matmul(h, p[f"{name}.W"], out=out)
@@ -378,6 +373,18 @@ class FastModel:
                 totals[k] += w * terms[k]
             usage += q_sum
         return totals, usage / n
+
+
+def dense_lrelu_rows(h, p: Params, prefix: str, bufs, i0: int, i1: int):
+    """Rows i0:i1 through the dense layers prefix0, prefix1, ... (one per buffer), each
+    h <- lrelu(h W + b) written into rows i0:i1 of its buffer (bias and lrelu fused in one
+    kernel pass). h: the input rows. Returns the last layer's rows."""
+    for i, buf in enumerate(bufs):
+        out = buf[i0:i1]
+        np.matmul(h, p[f"{prefix}{i}.W"], out=out)
+        kern.bias_lrelu(out, p[f"{prefix}{i}.b"])
+        h = out
+    return h
 
 
 def adamw_step_fast(flat: np.ndarray, grad: np.ndarray, state: AdamState,

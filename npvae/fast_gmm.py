@@ -33,6 +33,7 @@ import numpy as np
 from . import kernels
 from . import layers as L
 from .config import Config
+from .fast import dense_lrelu_rows
 from .model import TERMS, Outputs
 from .noise import Noise
 from .params import Params
@@ -96,23 +97,13 @@ class FastGMM:
     def _forward_rows(self, ws: Workspace, p: Params, x, eps, i0: int, i1: int):
         """Images i0:i1 from pixels to the decoder's last product (bias not yet added), in
         ws: trunk, mu, lv, z = mu + e^{lv/2} eps (or mu when eps is None), decoder."""
-        h = x[i0:i1]
-        for i, buf in enumerate(ws.enc_h):
-            out = buf[i0:i1]
-            np.matmul(h, p[f"enc{i}.W"], out=out)
-            kern.bias_lrelu(out, p[f"enc{i}.b"])
-            h = out
+        h = dense_lrelu_rows(x[i0:i1], p, "enc", ws.enc_h, i0, i1)
         mu, lv, z = ws.mu[i0:i1], ws.lv[i0:i1], ws.z[i0:i1]
         for name, out in (("enc_mu", mu), ("enc_lv", lv)):
             np.matmul(h, p[f"{name}.W"], out=out)
             out += p[f"{name}.b"]
         z[...] = mu if eps is None else mu + np.exp(0.5 * lv) * eps[i0:i1]
-        h = z
-        for j, buf in enumerate(ws.dec_h):
-            out = buf[i0:i1]
-            np.matmul(h, p[f"dec{j}.W"], out=out)
-            kern.bias_lrelu(out, p[f"dec{j}.b"])
-            h = out
+        h = dense_lrelu_rows(z, p, "dec", ws.dec_h, i0, i1)
         return np.matmul(h, p[f"dec{self.n}.W"], out=ws.logits[i0:i1])
 
     # ---------------------------------------------------------------- training step

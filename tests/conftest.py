@@ -122,3 +122,21 @@ def digits():
     x, y = subsample(*load_digits(), 300, seed=0)
     splits = make_splits(300, 30, seed=0)
     return x, visible_labels(y, splits.labeled), splits.train, splits.val
+
+
+def load_example(name: str):
+    """Import examples/<name>.py as a module (its folder on sys.path while it loads, as when
+    the script is run), for tests of the examples' functions."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    sys.path.insert(0, str(script.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_{name}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(script.parent))
+    return module

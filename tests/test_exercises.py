@@ -3,7 +3,6 @@ outcome its answer predicts (exact rel_err values, which rows fail, which still 
 library is left as it was, and a break whose line has changed stops with a clear message."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 
 from npvae import layers, model
 from npvae.config import Config
+from conftest import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "gradient_check.py"
@@ -21,14 +21,7 @@ BATCH, ENTRIES = 4, 2                  # the tiny settings of the script
 
 
 def load_script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("_gradient_check", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_example("gradient_check")
 
 
 GC = load_script()

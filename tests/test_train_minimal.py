@@ -2,7 +2,6 @@
 gives the weights of npvae/train.py:fit on the readable path, and it runs as a script."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,20 +12,14 @@ import numpy as np
 from npvae.config import Config
 from npvae.data import make_splits, visible_labels
 from npvae.train import fit
+from conftest import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "train_minimal.py"
 
 
 def load_script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("_train_minimal", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_example("train_minimal")
 
 
 def test_same_weights_as_fit_on_the_reference_engine():

@@ -3,9 +3,7 @@ adjoints are the library's and the finite differences', and the facts its text d
 the numbers hold. Also the page's sanity check of the loss at initialisation."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +11,13 @@ import numpy as np
 from npvae.config import Config
 from npvae.model import evaluate
 from npvae.params import init_params
+from conftest import load_example
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "worked_backward.py"
 
 
 def load_script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("_worked_backward", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_example("worked_backward")
 
 
 W = load_script()
