@@ -276,12 +276,13 @@ def main(argv=None) -> None:
     for r in range(args.rounds):
         order = ["npvae", "torch"] if r % 2 == 0 else ["torch", "npvae"]
         res = {e: run_worker(e, args.epochs) for e in order if e == "npvae" or not args.no_torch}
+        res["load_average"] = os.getloadavg()[0]     # other processes share the cores?
         rounds.append(res)
         line = f"round {r + 1}: npvae {res['npvae']['fit_seconds']:.2f} s"
         if "torch" in res:
             line += (f", torch {res['torch']['fit_seconds']:.2f} s, ratio "
                      f"{res['npvae']['fit_seconds'] / res['torch']['fit_seconds']:.3f}")
-        print(line, flush=True)
+        print(f"{line} (load average {res['load_average']:.1f})", flush=True)
     rates = [rate, rate_t, gemm_rate(cfg), gemm_rate(cfg, per_thread=True)]
     best_rate = max(rates)
     report.update(gemm_gflops=rates, floor_seconds=flops["total"] / best_rate / 1e9,
