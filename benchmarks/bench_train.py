@@ -119,10 +119,11 @@ def worker(engine: str, epochs: int) -> dict:
                 "eval": sum(fit.eval_seconds), "torch_threads": torch.get_num_threads()}
     from npvae.train import fit
     prof: dict = {}
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = fit(cfg, *data, progress=False, profile=prof)
-    total = time.perf_counter() - t
+    total, cpu = time.perf_counter() - t, time.process_time() - cpu
     return {"fit_seconds": result.fit_seconds, "setup_seconds": total - result.fit_seconds,
+            "cpu_seconds": cpu,
             "phases": prof, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             / 1024, "final_train_loss": result.history["train_loss"][-1]}
 
@@ -295,6 +296,9 @@ def main(argv=None) -> None:
     print(f"npvae fit s:        {spread(npv)}   per epoch {np.median(npv) / args.epochs:.3f} s")
     print(f"npvae GFLOP/s:      {spread([flops['total'] / s / 1e9 for s in npv])}")
     print(f"npvae / floor:      {spread([s / floor for s in npv])}")
+    cpu = [r["npvae"]["cpu_seconds"] / os.cpu_count() for r in rounds]
+    print(f"npvae CPU s / cores: {spread(cpu)}   (well below the fit: the threads waited, "
+          f"for each other or for other processes)")
     print(f"npvae peak RSS MB:  {spread([r['npvae']['peak_rss_mb'] for r in rounds])}")
     if not args.no_torch:
         tor = [r["torch"]["fit_seconds"] for r in rounds]
