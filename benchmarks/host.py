@@ -16,13 +16,11 @@ from pathlib import Path
 
 def cpu_flags() -> tuple[str, set[str]]:
     """(model name, flags) of the first processor in /proc/cpuinfo (Linux; else empty)."""
+    from npvae.blas import cpu_fields
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        first = cpu_fields(Path("/proc/cpuinfo").read_text())
     except OSError:
         return platform.processor(), set()
-    first = dict(line.split(":", 1) for line in text.split("\n\n", 1)[0].splitlines()
-                 if ":" in line)
-    first = {k.strip(): v.strip() for k, v in first.items()}
     return first.get("model name", platform.processor()), set(first.get("flags", "").split())
 
 
