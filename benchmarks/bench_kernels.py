@@ -30,6 +30,7 @@ from npvae import draw_noise, fast, init_params  # noqa: E402
 from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
 from npvae.optim import AdamState  # noqa: E402
 from npvae.params import Layout  # noqa: E402
+from benchmarks import host  # noqa: E402
 
 
 def real_shapes(cfg: Config, rng: np.random.Generator) -> dict[str, tuple]:
@@ -163,6 +164,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=300, help="timed training steps (0: none)")
     args = ap.parse_args(argv)
     cases = real_shapes(Config(), np.random.default_rng(0))
+    print(host.one_line(host.describe()))
     print(f"{'kernel':16s} {'shape':>12s} {'numba ms':>10s} {'(best)':>8s} "
           f"{'numpy ms':>10s} {'(best)':>8s} {'speed-up':>9s}")
     for name, a in cases.items():            # the default run's kernels (not warp, gmm_latent)
