@@ -9,7 +9,7 @@
    and, as the fit runs them, single-threaded BLAS on one Python thread per core at once;
    the model's FLOPs (formula below) at the best rate is the shortest fit this machine allows.
    The header names the host's vector width, what Numba compiles for and the BLAS kernels
-   (benchmarks/host.py); the end shows each phase's GFLOP/s against the product rate.
+   (benchmarks/host.py, which also times the products); the end shows each phase's GFLOP/s against the product rate.
 3. Rounds: a fresh process per run, npvae and torch alternately (the order flips each round),
    the default run (5000 digits, 50 epochs, evaluation every epoch). Fit time = steps +
    per-epoch evaluation (+ npvae's tracking); JIT compilation is not in it (see --process).
@@ -48,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 from npvae import Config  # noqa: E402
 import numpy as np  # noqa: E402
 from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
-from npvae.threads import Team, blas_single_thread, split  # noqa: E402
 from benchmarks import host  # noqa: E402
+from benchmarks.host import gemm_rate  # noqa: E402
 
 
 def model_flops(cfg: Config, n_train: int, n_val: int) -> dict:
@@ -66,43 +66,6 @@ def model_flops(cfg: Config, n_train: int, n_val: int) -> dict:
               "evaluation": cfg.epochs * (n_train + n_val) * evaluate}
     return {"train_per_image": train, "eval_per_image": evaluate,
             "total": sum(phases.values()), "phases": phases}
-
-
-def gemm_rate(cfg: Config, seconds: float = 3.0, per_thread: bool = False,
-              cpu: bool = False) -> float:
-    """float32 GFLOP/s of the decoder's biggest product and its two backward products,
-    (B*K, G) x (G, D), (G, B*K) x (B*K, D), (B*K, D) x (D, G): BLAS on all cores, or
-    (per_thread) as the fit runs them, each of T = cores Python threads on its own B*K/T rows
-    with single-threaded BLAS, all at once. cpu (with per_thread): timed by each thread's CPU
-    clock (the slowest thread's), which other processes on the cores do not inflate."""
-    R, G, D = cfg.batch_size * cfg.K, cfg.decoder_dims[-1], cfg.input_dim
-    T = os.cpu_count() if per_thread else 1
-    rng = np.random.default_rng(0)
-
-    def arrays(r):
-        ins = [rng.standard_normal(s).astype(np.float32) for s in ((r, G), (G, D), (r, D))]
-        return ins, [np.empty(s, np.float32) for s in ((r, D), (G, D), (r, G))]
-
-    work = [arrays(r1 - r0) for r0, r1 in split(R, T)]
-
-    def products(t, item, _):
-        (h, w, dl), out = work[t]
-        c = time.thread_time()
-        for _ in range(item):
-            np.matmul(h, w, out=out[0])
-            np.matmul(h.T, dl, out=out[1])
-            np.matmul(dl, w.T, out=out[2])
-        return time.thread_time() - c
-
-    team = Team(T)
-    with blas_single_thread(T):
-        team.run(products, [5] * T)
-        best, end = np.inf, time.perf_counter() + seconds
-        while time.perf_counter() < end:          # best of repeated batches of 10
-            t = time.perf_counter()
-            c = max(team.run(products, [10] * T))
-            best = min(best, (c if cpu and per_thread else time.perf_counter() - t) / 10)
-    return 3 * 2 * R * G * D / best / 1e9
 
 
 def default_run(cfg: Config):

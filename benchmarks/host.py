@@ -1,5 +1,6 @@
 """What the benchmarks run on: the CPU's vector width, what Numba compiles the kernels for,
-and which OpenBLAS kernels numpy's products use (benchmarks/bench_train.py, bench_kernels.py).
+which OpenBLAS kernels numpy's products use, and how fast those run the decoder's products
+(benchmarks/bench_train.py, bench_kernels.py).
 
 Three answers, because they can differ: the CPU may offer AVX-512 while Numba is told to
 compile for Haswell (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, as when emulating an AVX2 host),
@@ -9,8 +10,10 @@ CPUs). So the loop width is read from the machine code of a small compiled loop.
 """
 from __future__ import annotations
 
+import os
 import platform
 import re
+import time
 from pathlib import Path
 
 
@@ -75,3 +78,42 @@ def one_line(d: dict) -> str:
     return (f"CPU: {d['cpu']} ({d['cpu_isa']}); Numba compiles for {d['numba_cpu']} "
             f"({d['numba_isa']}, {d['numba_loop_bits']}-bit loops); BLAS: "
             f"{'; '.join(d['blas'])}")
+
+
+def gemm_rate(cfg, seconds: float = 3.0, per_thread: bool = False,
+              cpu: bool = False) -> float:
+    """float32 GFLOP/s of the decoder's biggest product and its two backward products,
+    (B*K, G) x (G, D), (G, B*K) x (B*K, D), (B*K, D) x (D, G): BLAS on all cores, or
+    (per_thread) as the fit runs them, each of T = cores Python threads on its own B*K/T rows
+    with single-threaded BLAS, all at once. cpu (with per_thread): timed by each thread's CPU
+    clock (the slowest thread's), which other processes on the cores do not inflate."""
+    import numpy as np
+    from npvae.threads import Team, blas_single_thread, split
+    R, G, D = cfg.batch_size * cfg.K, cfg.decoder_dims[-1], cfg.input_dim
+    T = os.cpu_count() if per_thread else 1
+    rng = np.random.default_rng(0)
+
+    def arrays(r):
+        ins = [rng.standard_normal(s).astype(np.float32) for s in ((r, G), (G, D), (r, D))]
+        return ins, [np.empty(s, np.float32) for s in ((r, D), (G, D), (r, G))]
+
+    work = [arrays(r1 - r0) for r0, r1 in split(R, T)]
+
+    def products(t, item, _):
+        (h, w, dl), out = work[t]
+        c = time.thread_time()
+        for _ in range(item):
+            np.matmul(h, w, out=out[0])
+            np.matmul(h.T, dl, out=out[1])
+            np.matmul(dl, w.T, out=out[2])
+        return time.thread_time() - c
+
+    team = Team(T)
+    with blas_single_thread(T):
+        team.run(products, [5] * T)
+        best, end = np.inf, time.perf_counter() + seconds
+        while time.perf_counter() < end:          # best of repeated batches of 10
+            t = time.perf_counter()
+            c = max(team.run(products, [10] * T))
+            best = min(best, (c if cpu and per_thread else time.perf_counter() - t) / 10)
+    return 3 * 2 * R * G * D / best / 1e9
