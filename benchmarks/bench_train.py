@@ -9,7 +9,8 @@
    and, as the fit runs them, single-threaded BLAS on one Python thread per core at once;
    the model's FLOPs (formula below) at the best rate is the shortest fit this machine allows.
    The header names the host's vector width, what Numba compiles for and the BLAS kernels
-   (benchmarks/host.py, which also times the products); the end shows each phase's GFLOP/s against the product rate.
+   (benchmarks/host.py, which also times the products); the end shows each phase's GFLOP/s
+   against the product rate.
 3. Rounds: a fresh process per run, npvae and torch alternately (the order flips each round),
    the default run (5000 digits, 50 epochs, evaluation every epoch). Fit time = steps +
    per-epoch evaluation (+ npvae's tracking); JIT compilation is not in it (see --process).
