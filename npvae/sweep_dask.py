@@ -1,0 +1,206 @@
+"""`python -m npvae.sweep ... --dask ADDRESS`: the sweep's runs as tasks on a Dask cluster.
+
+No shared file system is assumed between the client (the machine running the sweep) and the
+workers:
+
+* data given with --data (or a TOML's `data`) is read once by the client and scattered to
+  the workers as bytes; a worker keeps a copy in its local directory and reads it there
+  under the path as given (npvae.data.copy_of), so config.toml, run.json and the report name
+  the user's path, as in a local sweep; the embedded digits load on each worker;
+* --config files travel as text and are written to the task's temporary folder;
+* a task runs its grid point with npvae.sweep.run_one (the same call as a local sweep's
+  worker process) in a temporary folder of the worker and returns the run's files (bytes
+  by relative path), its log and its result row; the client writes the run folder
+  (npvae.sweep_state.place_run: complete under its final name, or absent).
+
+A worker runs one npvae run at a time (npvae's thread team, $NPVAE_THREADS and the BLAS
+limit belong to the process), with the worker's thread count, or $NPVAE_THREADS where the
+worker has it set: `dask worker ADDRESS --nthreads T --nworkers N` runs N runs at once with
+T threads each. A run's numbers depend on its thread count, so the same thread count gives
+the same bits as a local sweep on the same kind of machine.
+
+A worker that dies mid-task (kill -9, out of memory, a lost machine) costs a retry: the
+scheduler gives its task to another worker (Dask's distributed.scheduler.allowed-failures,
+3 by default, is how many deaths one task may see before it counts as failed).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+_ONE_RUN = threading.Lock()           # one npvae run at a time in a worker process
+EXTRA = "pip install 'npvae[dist]'"   # or: pip install 'dask[distributed]'
+
+
+class DaskMissing(ImportError):
+    pass
+
+
+def need_dask():
+    """The distributed module, or DaskMissing with the one sentence the CLI prints."""
+    try:
+        import distributed
+    except ImportError:
+        raise DaskMissing(f"--dask needs Dask's distributed scheduler, which is not installed; "
+                          f"install it with {EXTRA} (or pip install 'dask[distributed]').") \
+            from None
+    return distributed
+
+
+# ------------------------------------------------------------------------ the client side
+
+@contextlib.contextmanager
+def connect(address: str, workers: int, threads: int):
+    """(Client, a one-line description). "local": a LocalCluster on 127.0.0.1 of `workers`
+    processes with `threads` threads each (a local sweep's --jobs and thread share), closed
+    on exit; otherwise the scheduler at `address` (tcp://host:8786, host:8786)."""
+    distributed = need_dask()
+    cluster = None
+    try:
+        if address == "local":               # every port on 127.0.0.1, chosen by the system
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=threads, processes=True,
+                host="127.0.0.1", dashboard_address="127.0.0.1:0")
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(address, timeout="20s")
+    except (OSError, TimeoutError) as err:
+        if cluster is not None:
+            cluster.close()
+        raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({err}); start "
+                              f"one with `dask scheduler` (and workers with `dask worker "
+                              f"{address}`), or use --dask local.") from None
+    try:
+        yield client, describe(client)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def describe(client) -> str:
+    info = client.scheduler_info(n_workers=-1)
+    nthreads = [w["nthreads"] for w in info["workers"].values()]
+    where = (f"Dask cluster {info['address']}: {len(nthreads)} worker(s), "
+             f"{sum(nthreads)} thread(s)")
+    if "dashboard" in info.get("services", {}) and client.run_on_scheduler(_has_bokeh):
+        where += f"; dashboard {client.dashboard_link}"    # (its pages need bokeh)
+    return where
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def data_blob(path: str) -> dict:
+    """The bytes of a data path, to send to the workers: a file, or the files directly in a
+    folder (an IDX folder), with a digest that names the workers' copy."""
+    p = Path(path)
+    files = ({p.name: p.read_bytes()} if p.is_file() else
+             {f.name: f.read_bytes() for f in sorted(p.iterdir()) if f.is_file()})
+    h = hashlib.sha256(p.name.encode())
+    for name, data in files.items():
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return {"name": p.name, "folder": p.is_dir(), "files": files, "sha256": h.hexdigest()}
+
+
+def run_all(client, out: Path, todo: list[tuple[int, str, list[str]]], cfgs, points):
+    """Submit every (index, name, run argv) of `todo`; yield (index, row) as each finishes,
+    after its folder and log are written under `out`."""
+    from distributed import as_completed
+
+    from .sweep_state import place_run
+
+    sources = {str(c.data) for c in cfgs if c.data is not None}
+    data = {s: client.scatter([data_blob(s)], broadcast=True, hash=False)[0] for s in sources}
+    configs = {str(p["config"]): Path(p["config"]).read_text() for p in points if "config" in p}
+    futures = {}
+    for i, name, argv in todo:
+        cfg = cfgs[i]
+        need = {str(cfg.data): data[str(cfg.data)]} if cfg.data is not None else {}
+        key = f"npvae-run-{name}-{os.urandom(4).hex()}"
+        fut = client.submit(run_task, name, argv, configs, need, key=key, pure=False)
+        futures[fut] = (i, name)
+    for fut in as_completed(futures):
+        i, name = futures.pop(fut)
+        try:
+            res = fut.result()
+        except Exception as err:                  # noqa: BLE001 - reported in its row
+            yield i, {"status": "error", "error": f"the Dask task failed: "
+                      f"{type(err).__name__}: {err}", "seconds": float("nan"), "baselines": {}}
+            continue
+        finally:
+            fut.release()
+        back = {res["run_dir"]: str(out / name), **res["paths"]}
+        files = res["files"]
+        if "run.json" in files:                   # the command as if run here: --out, --config
+            info = json.loads(files["run.json"])
+            info["command"] = [back.get(a, a) for a in info.get("command") or []]
+            files["run.json"] = (json.dumps(info, indent=2, allow_nan=True) + "\n").encode()
+        log = res["log"]
+        for local, given in back.items():
+            log = log.replace(local, given)
+        place_run(out, name, files, log)
+        yield i, res["row"]
+
+
+# ------------------------------------------------------------------------ the worker side
+
+def run_task(name: str, argv: list[str], configs: dict[str, str], data: dict[str, dict]) -> dict:
+    """One grid point on a Dask worker (see the module docstring); never raises for a
+    failed run (its row says so)."""
+    from distributed import get_worker
+
+    from .data import copy_of
+    from .sweep import run_one
+    from .threads import THREADS_ENV
+
+    worker = get_worker()
+    with _ONE_RUN:
+        threads = int(os.environ.get(THREADS_ENV, "").strip() or worker.state.nthreads)
+        tmp = Path(tempfile.mkdtemp(prefix="npvae-task-", dir=worker.local_directory))
+        try:
+            paths, argv = {}, list(argv)
+            for k, given in enumerate(configs):
+                local = tmp / f"config{k}.toml"
+                local.write_text(configs[given])
+                paths[str(local)] = given
+                argv = [str(local) if a == given else a for a in argv]
+            with contextlib.ExitStack() as stack:
+                for given, blob in data.items():
+                    stack.enter_context(copy_of(given, _local_copy(blob, worker.local_directory)))
+                row = run_one(argv, str(tmp / name), str(tmp / f"{name}.log"), threads)
+            files = {str(f.relative_to(tmp / name)): f.read_bytes()
+                     for f in sorted((tmp / name).rglob("*"))
+                     if f.is_file() and f.name != ".npvae.lock"}
+            log = (tmp / f"{name}.log").read_text()
+            return {"row": row, "files": files, "log": log, "run_dir": str(tmp / name),
+                    "paths": paths, "threads": threads}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _local_copy(blob: dict, root) -> Path:
+    """The worker's copy of a scattered data path (written once per worker, complete or
+    absent: made in a staging folder, then renamed)."""
+    home = Path(root) / f"npvae-data-{blob['sha256'][:20]}"
+    target = home / blob["name"]
+    if not home.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=".npvae-data-", dir=root))
+        inside = staging / blob["name"] if blob["folder"] else staging
+        inside.mkdir(parents=True, exist_ok=True)
+        for fname, data in blob["files"].items():
+            (inside / fname).write_bytes(data)
+        try:
+            os.replace(staging, home)
+        except OSError:                           # another task made it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
