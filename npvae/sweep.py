@@ -279,9 +279,10 @@ def _resume_plan(args, argv) -> SimpleNamespace:
     given = [k for k in ("preset", "config", *FIELDS) if getattr(args, k, None) is not None]
     if given and grid(args) != points:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise runner.UsageError(f"--resume {out}: {flags} give another grid than the sweep's "
-                                f"own ({SS.SWEEP_FILE}: {' '.join(plan['argv'])}); give "
-                                f"--resume alone (with --dask, --jobs or --debug if wanted).")
+        raise runner.UsageError(f"--resume {out}: the grid flags given ({flags}) make another "
+                                f"grid than the sweep's own ({SS.SWEEP_FILE}: "
+                                f"{' '.join(plan['argv'])}); give --resume alone (with --dask, "
+                                f"--jobs or --debug if wanted).")
     cfgs = check(points)
     sw = _plan(args, out, points, cfgs, plan, SS.data_fingerprints(cfgs), {})
     if sw.names != plan["runs"]:

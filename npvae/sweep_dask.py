@@ -69,7 +69,7 @@ def connect(address: str, workers: int, threads: int):
                 host="127.0.0.1", dashboard_address="127.0.0.1:0")
             client = distributed.Client(cluster)
         else:
-            client = distributed.Client(address, timeout="20s")
+            client = distributed.Client(address)     # waits distributed.comm.timeouts.connect
     except (OSError, TimeoutError) as err:
         if cluster is not None:
             cluster.close()
