@@ -85,12 +85,15 @@ def connect(address: str, workers: int, threads: int):
 
 
 def describe(client) -> str:
-    info = client.scheduler_info(n_workers=-1)
-    nthreads = [w["nthreads"] for w in info["workers"].values()]
-    where = (f"Dask cluster {info['address']}: {len(nthreads)} worker(s), "
-             f"{sum(nthreads)} thread(s)")
+    info = client.scheduler_info()
+    nthreads = list(client.nthreads().values())
+    each = (f"x {nthreads[0]} thread(s)" if len(set(nthreads)) == 1 else
+            f"{sum(nthreads)} threads in all")
+    where = f"Dask cluster {info['address']}: {len(nthreads)} worker(s) {each}"
     if "dashboard" in info.get("services", {}) and client.run_on_scheduler(_has_bokeh):
         where += f"; dashboard {client.dashboard_link}"    # (its pages need bokeh)
+    else:
+        where += "; no dashboard (pip install bokeh on the scheduler's machine for one)"
     return where
 
 
