@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _check_engine(args)
             sw = _resume_plan(args, argv) if args.resume else _new_plan(args, argv)
-            where = None
+            client = where = None
             if args.dask:
                 client, where = stack.enter_context(SD.connect(args.dask, sw.jobs, sw.threads))
             sw.out.mkdir(parents=True, exist_ok=True)
