@@ -45,10 +45,12 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    """300 of the embedded digits as a --data file."""
+    """300 of the embedded digits as a --data file, and 100 others as its test set (x_test,
+    y_test: read too where the data has a test set)."""
     x, y = load_digits()
+    x = (x * 255).round().astype(np.uint8)
     path = tmp_path_factory.mktemp("data") / "digits300.npz"
-    np.savez(path, x=(x[:300] * 255).round().astype(np.uint8), y=y[:300])
+    np.savez(path, x=x[:300], y=y[:300], x_test=x[-100:], y_test=y[-100:])
     return path
 
 
