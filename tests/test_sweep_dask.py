@@ -49,8 +49,10 @@ def digits(tmp_path_factory):
     y_test: read too where the data has a test set)."""
     x, y = load_digits()
     x = (x * 255).round().astype(np.uint8)
+    pick = np.random.default_rng(0).permutation(len(y))     # (the digits are sorted by class)
+    train, test = pick[:300], pick[300:400]
     path = tmp_path_factory.mktemp("data") / "digits300.npz"
-    np.savez(path, x=x[:300], y=y[:300], x_test=x[-100:], y_test=y[-100:])
+    np.savez(path, x=x[train], y=y[train], x_test=x[test], y_test=y[test])
     return path
 
 

@@ -31,7 +31,8 @@ def finished(tmp_path_factory):
     """A finished 3-run sweep on 200 digits given with --data (run in this process)."""
     root = tmp_path_factory.mktemp("resume")
     x, y = load_digits()
-    np.savez(root / "d.npz", x=x[:200], y=y[:200])
+    pick = np.random.default_rng(0).permutation(len(y))[:200]     # (sorted by class)
+    np.savez(root / "d.npz", x=x[pick], y=y[pick])
     out = root / "s"
     argv = ["--seed", "42", "43", "44", "--data", str(root / "d.npz"), *TINY, "--jobs", "1",
             "--out", str(out)]
