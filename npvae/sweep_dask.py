@@ -129,8 +129,10 @@ def run_all(client, out: Path, todo: list[tuple[int, str, list[str]]], cfgs, poi
     for i, name, argv in todo:
         cfg = cfgs[i]
         need = {str(cfg.data): data[str(cfg.data)]} if cfg.data is not None else {}
+        toml = {str(points[i]["config"]): configs[str(points[i]["config"])]} \
+            if "config" in points[i] else {}
         key = f"npvae-run-{name}-{os.urandom(4).hex()}"
-        fut = client.submit(run_task, name, argv, configs, need, key=key, pure=False)
+        fut = client.submit(run_task, name, argv, toml, need, key=key, pure=False)
         futures[fut] = (i, name)
     for fut in as_completed(futures):
         i, name = futures.pop(fut)
@@ -158,8 +160,9 @@ def run_all(client, out: Path, todo: list[tuple[int, str, list[str]]], cfgs, poi
 # ------------------------------------------------------------------------ the worker side
 
 def run_task(name: str, argv: list[str], configs: dict[str, str], data: dict[str, dict]) -> dict:
-    """One grid point on a Dask worker (see the module docstring); never raises for a
-    failed run (its row says so)."""
+    """One grid point on a Dask worker (see the module docstring): `configs` {--config path
+    as given: its text}, `data` {data path as given: its bytes (data_blob)}. Never raises
+    for a failed run (its row says so)."""
     from distributed import get_worker
 
     from .data import copy_of
@@ -172,11 +175,11 @@ def run_task(name: str, argv: list[str], configs: dict[str, str], data: dict[str
         tmp = Path(tempfile.mkdtemp(prefix="npvae-task-", dir=worker.local_directory))
         try:
             paths, argv = {}, list(argv)
-            for k, given in enumerate(configs):
-                local = tmp / f"config{k}.toml"
-                local.write_text(configs[given])
-                paths[str(local)] = given
-                argv = [str(local) if a == given else a for a in argv]
+            if "--config" in argv:                # this point's TOML, as a file of the task's
+                at = argv.index("--config") + 1
+                local = tmp / "config.toml"
+                local.write_text(configs[argv[at]])
+                paths[str(local)], argv[at] = argv[at], str(local)
             with contextlib.ExitStack() as stack:
                 for given, blob in data.items():
                     stack.enter_context(copy_of(given, _local_copy(blob, worker.local_directory)))

@@ -139,9 +139,13 @@ def test_a_worker_killed_mid_task_costs_a_retry_and_the_numbers_are_the_local_on
 
 def test_resume_on_the_cluster_runs_only_the_unfinished(cluster, tmp_path, capsys):
     lc, client, _ = cluster
-    out = tmp_path / "s"
-    tiny = ["--seed", "42", "43", "--epochs", "1", "--num-samples", "200", "--batch-size", "64"]
+    out, toml = tmp_path / "s", tmp_path / "tiny.toml"
+    toml.write_text("epochs = 1\nnum_samples = 200\nbatch_size = 64\n")
+    tiny = ["--seed", "42", "43", "--config", str(toml)]      # the TOML travels as text
     assert sweep.main([*tiny, "--out", str(out), "--dask", lc.scheduler_address]) == 0
+    info = json.loads((out / "001_seed43" / "run.json").read_text())
+    assert info["command"][3:7] == ["--config", str(toml), "--seed", "43"]
+    assert "epochs = 1\n" in (out / "001_seed43" / "config.toml").read_text()
     before = read_csv(out / "sweep.csv")
     (out / "rows" / "001_seed43.json").unlink()          # as if the sweep died before it
     (out / "001_seed43" / "REPORT.md").unlink()
