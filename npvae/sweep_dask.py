@@ -127,10 +127,9 @@ def run_all(client, out: Path, todo: list[tuple[int, str, list[str]]], cfgs, poi
     configs = {str(p["config"]): Path(p["config"]).read_text() for p in points if "config" in p}
     futures = {}
     for i, name, argv in todo:
-        cfg = cfgs[i]
-        need = {str(cfg.data): data[str(cfg.data)]} if cfg.data is not None else {}
-        toml = {str(points[i]["config"]): configs[str(points[i]["config"])]} \
-            if "config" in points[i] else {}
+        source, toml = cfgs[i].data, points[i].get("config")
+        need = {str(source): data[str(source)]} if source is not None else {}
+        toml = {str(toml): configs[str(toml)]} if toml is not None else {}
         key = f"npvae-run-{name}-{os.urandom(4).hex()}"
         fut = client.submit(run_task, name, argv, toml, need, key=key, pure=False)
         futures[fut] = (i, name)
