@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             SS.note_resumed(sw.out, sw.plan, argv)
         else:
-            SS.save_plan(sw.out, argv, sw.names, sw.data)
+            SS.save_plan(sw.out, argv, sw.names, sw.inputs)
         (sw.out / SS.LOGS_DIR).mkdir(parents=True, exist_ok=True)
         rows = [sw.done.get(i) for i in range(len(sw.points))]
         todo = [(i, sw.names[i], run_argv(p)) for i, p in enumerate(sw.points) if i not in sw.done]
@@ -253,7 +253,7 @@ def _check_engine(args) -> None:
 
 
 def _new_plan(args, argv) -> SimpleNamespace:
-    from .sweep_state import data_fingerprints
+    from .sweep_state import inputs
 
     points = grid(args)
     cfgs = check(points)
@@ -261,7 +261,7 @@ def _new_plan(args, argv) -> SimpleNamespace:
     out = runner.prepare_out(args.out or f"results/sweep_{stamp}", cfgs[0], stamp,
                              args.overwrite)
     command = ["python", "-m", "npvae.sweep", *argv]
-    return _plan(args, out, points, cfgs, {"command": command}, data_fingerprints(cfgs), {})
+    return _plan(args, out, points, cfgs, {"command": command}, inputs(points, cfgs), {})
 
 
 def _resume_plan(args, argv) -> SimpleNamespace:
@@ -284,26 +284,24 @@ def _resume_plan(args, argv) -> SimpleNamespace:
                                 f"{' '.join(plan['argv'])}); give --resume alone (with --dask, "
                                 f"--jobs or --debug if wanted).")
     cfgs = check(points)
-    sw = _plan(args, out, points, cfgs, plan, SS.data_fingerprints(cfgs), {})
+    sw = _plan(args, out, points, cfgs, plan, SS.inputs(points, cfgs), {})
     if sw.names != plan["runs"]:
         raise SS.SweepStateError(f"--resume {out}: its grid now gives other runs than "
                                  f"{SS.SWEEP_FILE} lists; start the sweep again in a new folder.")
-    for source, sha in plan["data_sha256"].items():
-        if sw.data.get(source) != sha:
-            raise SS.SweepStateError(f"--resume {out}: the data {source} changed since the "
-                                     f"sweep started (sha256 {sha[:12]}... then, "
-                                     f"{str(sw.data.get(source))[:12]}... now); --resume needs "
-                                     f"the data it started with.")
+    changed = SS.changed_inputs(plan, sw.inputs)
+    if changed:
+        raise SS.SweepStateError(f"--resume {out}: {'; '.join(changed)} changed since the sweep "
+                                 f"started; --resume needs what it started with.")
     sw.done = SS.finished_rows(out, sw.names)
     return sw
 
 
-def _plan(args, out, points, cfgs, plan, data, done) -> SimpleNamespace:
+def _plan(args, out, points, cfgs, plan, inputs, done) -> SimpleNamespace:
     cores = available_cores()
     jobs = args.jobs or max(1, min(cores, len(points)))     # the whole grid's, also on resume
     varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
-    return SimpleNamespace(out=out, points=points, cfgs=cfgs, plan=plan, data=data, done=done,
-                           jobs=jobs, threads=max(1, cores // jobs), varied=varied,
+    return SimpleNamespace(out=out, points=points, cfgs=cfgs, plan=plan, inputs=inputs,
+                           done=done, jobs=jobs, threads=max(1, cores // jobs), varied=varied,
                            names=[run_name(i, p, varied) for i, p in enumerate(points)])
 
 

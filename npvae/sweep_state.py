@@ -6,9 +6,10 @@
                                 times); written last, after the run's folder and log are
                                 complete, so its presence is what "finished" means
 
-    save_plan(out, argv, names, data)     sweep.json
-    load_plan(sweep_dir)                  its dict; UsageError if there is none
-    data_fingerprints(cfgs)               {data source: sha256 of the images and labels}
+    save_plan(out, argv, names, inputs)   sweep.json
+    load_plan(sweep_dir)                  its dict; SweepStateError if there is none
+    inputs(points, cfgs)                  SHA-256 of the data sets and --config files read
+    changed_inputs(plan, now)             those that changed since sweep.json was written
     finished_rows(out, names)             {index: row} of the runs --resume skips
     save_row(out, name, row)              the marker of a finished run
     place_run(out, name, files, log)      a run folder made from a Dask task's files, atomically
@@ -19,6 +20,7 @@ fresh folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,9 +36,10 @@ class SweepStateError(ValueError):
     """sweep.json is missing, unreadable, or does not match the sweep it describes."""
 
 
-def save_plan(out: Path, argv: list[str], names: list[str], data: dict[str, str]) -> Path:
+def save_plan(out: Path, argv: list[str], names: list[str], inputs: dict[str, dict]) -> Path:
+    """sweep.json; `inputs` is inputs()'s {"data_sha256": ..., "config_sha256": ...}."""
     plan = {"command": ["python", "-m", "npvae.sweep", *argv], "argv": list(argv),
-            "runs": list(names), "data_sha256": data, "resumed": []}
+            "runs": list(names), **inputs, "resumed": []}
     return _write_json(Path(out) / SWEEP_FILE, plan)
 
 
@@ -59,18 +62,29 @@ def note_resumed(out: Path, plan: dict, argv: list[str]) -> None:
     _write_json(Path(out) / SWEEP_FILE, plan)
 
 
-def data_fingerprints(cfgs) -> dict[str, str]:
-    """{source: sha256} of every data set the grid trains on (npvae.data.fingerprint of the
-    images and labels as loaded, before subsampling)."""
+def inputs(points, cfgs) -> dict[str, dict[str, str]]:
+    """What the grid reads, by SHA-256: "data_sha256" {source: npvae.data.fingerprint of the
+    images and labels as loaded, before subsampling}, "config_sha256" {--config file: its
+    bytes}. --resume refuses to go on when one changed."""
     from .data import EMBEDDED, fingerprint, load_digits
 
-    found = {}
+    data = {}
     for cfg in cfgs:
         source = EMBEDDED if cfg.data is None else str(cfg.data)
-        if source not in found:
+        if source not in data:
             x, y = load_digits(cfg.data)
-            found[source] = fingerprint(x, y, cfg.data)["sha256"]
-    return found
+            data[source] = fingerprint(x, y, cfg.data)["sha256"]
+    configs = {str(p["config"]): hashlib.sha256(Path(p["config"]).read_bytes()).hexdigest()
+               for p in points if "config" in p}
+    return {"data_sha256": data, "config_sha256": configs}
+
+
+def changed_inputs(plan: dict, now: dict) -> list[str]:
+    """The inputs of sweep.json's `plan` that differ `now` (inputs()), in words."""
+    return [f"the {what} {source} (sha256 {sha[:12]}... then, "
+            f"{str(now[key].get(source))[:12]}... now)"
+            for what, key in (("data", "data_sha256"), ("config file", "config_sha256"))
+            for source, sha in plan.get(key, {}).items() if now[key].get(source) != sha]
 
 
 def finished_rows(out: Path, names: list[str]) -> dict[int, dict]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from npvae import sweep
+from npvae import sweep_state as SS
 from npvae.data import load_digits
 
 TINY = ["--epochs", "1", "--batch-size", "64"]
@@ -54,6 +55,7 @@ def test_resume_reruns_only_the_unfinished_runs(finished, sweep_copy, capsys):
     plan = json.loads((s / "sweep.json").read_text())
     assert plan["runs"] == ["000_seed42", "001_seed43", "002_seed44"]
     assert plan["argv"] == argv and list(plan["data_sha256"]) == [argv[5]]
+    assert plan["config_sha256"] == {}
     # 001 died mid-run (no marker, a half-written folder); 002 failed (an exception)
     (s / "rows" / "001_seed43.json").unlink()
     (s / "001_seed43" / "summary.json").unlink()
@@ -120,7 +122,21 @@ def test_resume_refuses_changed_data(sweep_copy, capsys):
         np.savez(data, x=x, y=(y + 1) % 10)                 # same images, other labels
         assert sweep.main(["--resume", str(s)]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"error: --resume {s}: the data {data} changed since the sweep "
-                              f"started (sha256 ")
+        assert err.startswith(f"error: --resume {s}: the data {data} (sha256 ")
+        assert err.endswith(" now) changed since the sweep started; --resume needs what it "
+                            "started with.\n")
     finally:
         np.savez(data, x=x, y=y)
+
+
+def test_a_changed_config_file_is_named(tmp_path):
+    toml = tmp_path / "a.toml"
+    toml.write_text("epochs = 1\n")
+    points = [{"config": str(toml), "seed": 42}]
+    then = SS.inputs(points, [])
+    assert SS.changed_inputs(then, SS.inputs(points, [])) == []
+    toml.write_text("epochs = 2\n")
+    now = SS.inputs(points, [])
+    assert SS.changed_inputs(then, now) == [
+        f"the config file {toml} (sha256 {then['config_sha256'][str(toml)][:12]}... then, "
+        f"{now['config_sha256'][str(toml)][:12]}... now)"]
