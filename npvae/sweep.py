@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             sw = _resume_plan(args, argv) if args.resume else _new_plan(args, argv)
             client = where = None
             if args.dask:
-                client, where = stack.enter_context(SD.connect(args.dask, sw.jobs, sw.threads))
+                client, (where, dashboard) = stack.enter_context(
+                    SD.connect(args.dask, sw.jobs, sw.threads))
             sw.out.mkdir(parents=True, exist_ok=True)
             stack.enter_context(RunLock(sw.out)).acquire()    # one sweep process per folder
         except bad_input as err:
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(i, sw.names[i], run_argv(p)) for i, p in enumerate(sw.points) if i not in sw.done]
         for _, name, _ in todo:                       # a failed or half-written earlier try
             SS.clear_run(sw.out, name)
-        engine = where or f"{sw.jobs} at once x {sw.threads} thread(s)"
+        engine = f"{where}; {dashboard}" if where else \
+            f"{sw.jobs} at once x {sw.threads} thread(s)"
         before = f" ({len(sw.done)} finished before, {len(todo)} to run)" if args.resume else ""
         print(f"npvae.sweep: {len(sw.points)} runs{before}, {engine} -> {sw.out}",
               file=sys.stderr, flush=True)

@@ -57,7 +57,7 @@ def need_dask():
 
 @contextlib.contextmanager
 def connect(address: str, workers: int, threads: int):
-    """(Client, a one-line description). "local": a LocalCluster on 127.0.0.1 of `workers`
+    """(Client, (the cluster in a few words, its dashboard's address)). "local": a LocalCluster on 127.0.0.1 of `workers`
     processes with `threads` threads each (a local sweep's --jobs and thread share), closed
     on exit; otherwise the scheduler at `address` (tcp://host:8786, host:8786)."""
     distributed = need_dask()
@@ -84,17 +84,15 @@ def connect(address: str, workers: int, threads: int):
             cluster.close()
 
 
-def describe(client) -> str:
+def describe(client) -> tuple[str, str]:
     info = client.scheduler_info()
     nthreads = list(client.nthreads().values())
     each = (f"x {nthreads[0]} thread(s)" if len(set(nthreads)) == 1 else
             f"{sum(nthreads)} threads in all")
     where = f"Dask cluster {info['address']}: {len(nthreads)} worker(s) {each}"
     if "dashboard" in info.get("services", {}) and client.run_on_scheduler(_has_bokeh):
-        where += f"; dashboard {client.dashboard_link}"    # (its pages need bokeh)
-    else:
-        where += "; no dashboard (pip install bokeh on the scheduler's machine for one)"
-    return where
+        return where, f"dashboard {client.dashboard_link}"     # (its pages need bokeh)
+    return where, "no dashboard (pip install bokeh on the scheduler's machine for one)"
 
 
 def _has_bokeh() -> bool:

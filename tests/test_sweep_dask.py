@@ -135,6 +135,8 @@ def test_a_worker_killed_mid_task_costs_a_retry_and_the_numbers_are_the_local_on
             sorted(p.relative_to(local / got["run"]) for p in (local / got["run"]).rglob("*")
                    if p.is_file() and p.name != ".npvae.lock")
     assert not list(out.glob(".*.partial"))
+    assert (f"**Runs:** 3 (3 finished), Dask cluster {lc.scheduler_address}: 2 worker(s) x 1 "
+            f"thread(s); one run folder each") in (out / "SWEEP.md").read_text()
 
 
 def test_resume_on_the_cluster_runs_only_the_unfinished(cluster, tmp_path, capsys):
