@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -87,9 +88,9 @@ def connect(address: str, workers: int, threads: int):
 def describe(client) -> tuple[str, str]:
     info = client.scheduler_info()
     nthreads = list(client.nthreads().values())
-    each = (f"x {nthreads[0]} thread(s)" if len(set(nthreads)) == 1 else
-            f"{sum(nthreads)} threads in all")
-    where = f"Dask cluster {info['address']}: {len(nthreads)} worker(s) {each}"
+    each = ("" if not nthreads else f" x {nthreads[0]} thread(s)" if len(set(nthreads)) == 1
+            else f", {sum(nthreads)} threads in all")
+    where = f"Dask cluster {info['address']}: {len(nthreads)} worker(s){each}"
     if "dashboard" in info.get("services", {}) and client.run_on_scheduler(_has_bokeh):
         return where, f"dashboard {client.dashboard_link}"     # (its pages need bokeh)
     return where, "no dashboard (pip install bokeh on the scheduler's machine for one)"
@@ -120,6 +121,10 @@ def run_all(client, out: Path, todo: list[tuple[int, str, list[str]]], cfgs, poi
 
     from .sweep_state import place_run
 
+    if not client.nthreads():                     # (scattering needs a worker to hold it)
+        print("npvae.sweep: the cluster has no worker yet; waiting for one (dask worker "
+              "SCHEDULER_ADDRESS)", file=sys.stderr, flush=True)
+        client.wait_for_workers(1)
     sources = {str(c.data) for c in cfgs if c.data is not None}
     data = {s: client.scatter([data_blob(s)], broadcast=True, hash=False)[0] for s in sources}
     configs = {str(p["config"]): Path(p["config"]).read_text() for p in points if "config" in p}

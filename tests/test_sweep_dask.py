@@ -180,3 +180,21 @@ def test_an_unreachable_scheduler_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_a_sweep_waits_for_its_first_worker(digits, tmp_path, capsys):
+    """A scheduler without workers yet: the sweep says so and goes on once one joins."""
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0",
+                      local_directory=str(tmp_path / "scratch")) as lc:
+        joiner = threading.Timer(2.0, lc.scale, args=(1,))
+        joiner.start()
+        try:
+            status = sweep.main(["--seed", "42", "--epochs", "1", "--data", str(digits),
+                                 "--out", str(tmp_path / "s"), "--dask", lc.scheduler_address])
+        finally:
+            joiner.cancel()
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert f"Dask cluster {lc.scheduler_address}: 0 worker(s);" in err
+    assert "the cluster has no worker yet; waiting for one" in err and "[1/1] 000: ok" in err
