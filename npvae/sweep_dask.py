@@ -21,7 +21,9 @@ the same bits as a local sweep on the same kind of machine.
 
 A worker that dies mid-task (kill -9, out of memory, a lost machine) costs a retry: the
 scheduler gives its task to another worker (Dask's distributed.scheduler.allowed-failures,
-3 by default, is how many deaths one task may see before it counts as failed).
+3 by default, is how many deaths one task may see before it counts as failed). Scattered data
+is kept on every worker (broadcast); if every worker holding it died, Dask cannot recover it
+and cancels the tasks that need it: the client scatters it again and resubmits them.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import threading
 from pathlib import Path
 
 _ONE_RUN = threading.Lock()           # one npvae run at a time in a worker process
+LOST_DATA_TRIES = 3                   # submissions of a task whose scattered data was lost
 EXTRA = "pip install 'npvae[dist]'"   # or: pip install 'dask[distributed]'
 
 
@@ -116,47 +119,73 @@ def data_blob(path: str) -> dict:
 
 def run_all(client, out: Path, todo: list[tuple[int, str, list[str]]], cfgs, points):
     """Submit every (index, name, run argv) of `todo`; yield (index, row) as each finishes,
-    after its folder and log are written under `out`."""
-    from distributed import as_completed
+    after its folder and log are written under `out`. Data that the cluster lost (every
+    worker holding it died) is scattered again, and the tasks that needed it resubmitted."""
+    from concurrent.futures import CancelledError
 
-    from .sweep_state import place_run
+    from distributed import as_completed
 
     if not client.nthreads():                     # (scattering needs a worker to hold it)
         print("npvae.sweep: the cluster has no worker yet; waiting for one (dask worker "
               "SCHEDULER_ADDRESS)", file=sys.stderr, flush=True)
         client.wait_for_workers(1)
-    sources = {str(c.data) for c in cfgs if c.data is not None}
-    data = {s: client.scatter([data_blob(s)], broadcast=True, hash=False)[0] for s in sources}
+    blobs = {s: data_blob(s) for s in {str(c.data) for c in cfgs if c.data is not None}}
     configs = {str(p["config"]): Path(p["config"]).read_text() for p in points if "config" in p}
-    futures = {}
-    for i, name, argv in todo:
+    scattered: dict = {}
+
+    def submit(i, name, argv):
         source, toml = cfgs[i].data, points[i].get("config")
-        need = {str(source): data[str(source)]} if source is not None else {}
+        if source is not None and getattr(scattered.get(str(source)), "status", "") != "finished":
+            scattered[str(source)] = client.scatter([blobs[str(source)]], broadcast=True,
+                                                    hash=False)[0]
+        need = {str(source): scattered[str(source)]} if source is not None else {}
         toml = {str(toml): configs[str(toml)]} if toml is not None else {}
         key = f"npvae-run-{name}-{os.urandom(4).hex()}"
-        fut = client.submit(run_task, name, argv, toml, need, key=key, pure=False)
-        futures[fut] = (i, name)
-    for fut in as_completed(futures):
-        i, name = futures.pop(fut)
+        return client.submit(run_task, name, argv, toml, need, key=key, pure=False)
+
+    futures = {submit(*t): t for t in todo}
+    tries = {i: 1 for i, _, _ in todo}
+    pending = as_completed(futures)
+    for fut in pending:
+        i, name, argv = task = futures.pop(fut)
         try:
             res = fut.result()
+        except CancelledError:                    # its data was lost: once more, rescattered
+            if tries[i] < LOST_DATA_TRIES:
+                tries[i] += 1
+                again = submit(*task)
+                futures[again] = task
+                pending.add(again)
+                continue
+            res = None
+            error = "the Dask task failed: its data was lost from the cluster"
         except Exception as err:                  # noqa: BLE001 - reported in its row
-            yield i, {"status": "error", "error": f"the Dask task failed: "
-                      f"{type(err).__name__}: {err}", "seconds": float("nan"), "baselines": {}}
-            continue
+            res, error = None, f"the Dask task failed: {type(err).__name__}: {err}"
         finally:
             fut.release()
-        back = {res["run_dir"]: str(out / name), **res["paths"]}
-        files = res["files"]
-        if "run.json" in files:                   # the command as if run here: --out, --config
-            info = json.loads(files["run.json"])
-            info["command"] = [back.get(a, a) for a in info.get("command") or []]
-            files["run.json"] = (json.dumps(info, indent=2, allow_nan=True) + "\n").encode()
-        log = res["log"]
-        for local, given in back.items():
-            log = log.replace(local, given)
-        place_run(out, name, files, log)
-        yield i, res["row"]
+        if res is None:
+            yield i, {"status": "error", "error": error, "seconds": float("nan"),
+                      "baselines": {}}
+            continue
+        yield i, _place(out, name, res)
+
+
+def _place(out: Path, name: str, res: dict) -> dict:
+    """Write a task's run folder and log under `out` with the paths as given on this
+    machine (--out, --config) in place of the worker's; its row."""
+    from .sweep_state import place_run
+
+    back = {res["run_dir"]: str(out / name), **res["paths"]}
+    files = res["files"]
+    if "run.json" in files:
+        info = json.loads(files["run.json"])
+        info["command"] = [back.get(a, a) for a in info.get("command") or []]
+        files["run.json"] = (json.dumps(info, indent=2, allow_nan=True) + "\n").encode()
+    log = res["log"]
+    for local, given in back.items():
+        log = log.replace(local, given)
+    place_run(out, name, files, log)
+    return res["row"]
 
 
 # ------------------------------------------------------------------------ the worker side

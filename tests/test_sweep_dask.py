@@ -198,3 +198,24 @@ def test_a_sweep_waits_for_its_first_worker(digits, tmp_path, capsys):
     assert status == 0, err
     assert f"Dask cluster {lc.scheduler_address}: 0 worker(s);" in err
     assert "the cluster has no worker yet; waiting for one" in err and "[1/1] 000: ok" in err
+
+
+def test_data_lost_with_its_only_worker_is_scattered_again(digits, tmp_path, capsys):
+    """One worker, killed mid-task: the scattered data dies with it (Dask cannot recover
+    scattered data); the sweep scatters it again to the restarted worker and the run ends."""
+    scratch = tmp_path / "scratch"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", local_directory=str(scratch),
+                      env={THREADS_ENV: "1"}) as lc:
+        killer = Killer(scratch)
+        killer.start()
+        try:
+            status = sweep.main(["--seed", "42", "--epochs", "1", "--data", str(digits),
+                                 "--out", str(tmp_path / "s"), "--dask", lc.scheduler_address])
+        finally:
+            killer.stop.set()
+            killer.join()
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert killer.killed is not None and not killer.killed[1]
+    assert "[1/1] 000: ok" in err
