@@ -22,8 +22,9 @@ the same bits as a local sweep on the same kind of machine.
 A worker that dies mid-task (kill -9, out of memory, a lost machine) costs a retry: the
 scheduler gives its task to another worker (Dask's distributed.scheduler.allowed-failures,
 3 by default, is how many deaths one task may see before it counts as failed). Scattered data
-is kept on every worker (broadcast); if every worker holding it died, Dask cannot recover it
-and cancels the tasks that need it: the client scatters it again and resubmits them.
+is sent to every worker, but Dask's memory manager may drop the extra copies; if every
+worker holding it died, Dask cannot recover it and cancels the tasks that need it: the client
+then scatters it again and resubmits them.
 """
 from __future__ import annotations
 
