@@ -179,9 +179,13 @@ def _worker(fn, threads, *args):
     """fn(*args) in a worker process with `threads` threads for the engine and BLAS."""
     from threadpoolctl import threadpool_limits
 
+    old = os.environ.get(THREADS_ENV)
     os.environ[THREADS_ENV] = str(threads)
-    with threadpool_limits(threads, user_api="blas"):
-        return fn(*args)
+    try:
+        with threadpool_limits(threads, user_api="blas"):
+            return fn(*args)
+    finally:            # (--jobs 1 runs in this process: leave its environment as it was)
+        os.environ.pop(THREADS_ENV) if old is None else os.environ.update({THREADS_ENV: old})
 
 
 def _first_model(cfg, opt: Options):

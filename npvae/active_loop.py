@@ -10,7 +10,8 @@ training split are ever queried (`pool`); the held-out (validation) split is sco
 true labels y_eval when they exist and is never shown to a strategy or trained on as labeled.
 `reveal(indices) -> labels` is the annotator: the data set's own labels in a simulation
 (`simulated(y)`), a person in `--annotate` mode (npvae/annotate.py); a label -1 means skipped
-(the image is then never asked again), None means stop.
+(the image is then never asked again); an annotator whose `stopped` attribute turns True
+ends the loop after that round's labels are recorded.
 
 Training: the first model trains `init_epochs` epochs on the first labels. Each round then
 continues it for `round_epochs` more (warm start: the parameters, AdamW moments, generator
@@ -126,11 +127,11 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
         if idx.size == 0:
             break                                       # nothing left to ask
         labels = reveal(idx)
-        if labels is None:
-            break                                       # the annotator stopped
         labels = np.asarray(labels, np.int64)
         asked[idx] = True
         y_known[idx] = labels                           # -1 stays unknown: skipped
+        if getattr(reveal, "stopped", False):
+            break                                       # the annotator quit mid-round
         t0 = time.perf_counter()
         model = train_model(cfg, x, y_known, splits,
                             opt.init_epochs if opt.retrain else opt.round_epochs,
