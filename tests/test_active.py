@@ -81,7 +81,7 @@ def test_responsibility_asks_unlabeled_components_first_then_unclear_ones():
 
 
 def test_diversity_caps_picks_per_component_and_fills_when_short():
-    # entropy falls with the index; images 0-5 in component 0, 6-9 in component 1
+    # the margin grows with the index; images 0-5 in component 0, 6-9 in component 1
     n, K = 10, 2
     probs = onehotish([[1.0, 1.0 - 0.08 * i] for i in range(n)])
     q = np.zeros((n, K))
@@ -90,7 +90,7 @@ def test_diversity_caps_picks_per_component_and_fills_when_short():
     got = Q.diversity(probs, q, y_known, pool, 4, None).tolist()
     cap = math.ceil(4 / K) + 1                          # 3
     assert got == [0, 1, 2, 6] and cap == 3
-    assert Q.entropy(probs, q, y_known, pool, 4, None).tolist() == [0, 1, 2, 3]
+    assert Q.margin(probs, q, y_known, pool, 4, None).tolist() == [0, 1, 2, 3]
     pool[6:] = False                                    # only component 0 left: filled anyway
     assert Q.diversity(probs, q, y_known, pool, 4, None).tolist() == [0, 1, 2, 3]
 
