@@ -39,6 +39,7 @@ from .checkpoint import CheckpointError
 from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import ConfigError
 from .data import DataError, load_data
+from .fileio import write_text
 from .threads import THREADS_ENV, available_cores
 
 
@@ -160,6 +161,7 @@ def experiment(cfgs, opt: Options, strategies, out: Path, jobs=None, command=Non
                 say(f"[{done}/{len(tasks)}] seed {seed} {strategy}: failed: {result}")
                 continue
             rows += result
+            write_text(out / "active.csv", AR.csv_text(rows))    # so far (ACTIVE.md at the end)
             last = result[-1]
             say(f"[{done}/{len(tasks)}] seed {seed} {strategy}: accuracy "
                 f"{result[0]['accuracy']:.3f} at {result[0]['labels']} labels -> "

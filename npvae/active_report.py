@@ -123,7 +123,7 @@ def write_all(out, rows: list[dict], x, info: dict) -> Path:
     """active.csv, curves.png, queries/<strategy>_seed<S>.png and ACTIVE.md; returns ACTIVE.md."""
     out = Path(out)
     strategies = info["strategies"]
-    write_text(out / "active.csv", _csv(rows))
+    write_text(out / "active.csv", csv_text(rows))
     plot_curves(rows, strategies, out / "curves.png")
     grids = []
     for seed in info["seeds"]:
@@ -175,7 +175,7 @@ def _goal_lines(g: dict) -> list[str]:
             f"({_f(g['best_at_half_mean'])})."]
 
 
-def _csv(rows: list[dict]) -> str:
+def csv_text(rows: list[dict]) -> str:
     cols = ["seed", "strategy", "round", "labels", "predictor", "accuracy", "seconds",
             "queried", "revealed"]
     buf = io.StringIO()
