@@ -39,8 +39,8 @@ class Options:
     batch: int = 10            # labels revealed per round (B)
     budget: int = 100          # stop once this many labels are known
     init_epochs: int = 120     # epochs of the first model (and of every retrain)
-    round_epochs: int = 30     # epochs added per round (warm start); 15 and 20 did worse
-                               # for margin on seed 42 (README, "Active learning")
+    round_epochs: int = 30     # epochs added per round (warm start); (120, 15) and
+                               # (40, 20) did worse for margin on seed 42 (README)
     retrain: bool = False      # fit a new model every round instead
 
 
