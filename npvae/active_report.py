@@ -4,7 +4,9 @@
     table_lines(rows, strategies)  Markdown: held-out accuracy per label count and strategy
     goal(rows, strategies)         does the best strategy reach random's accuracy at the
                                    largest label count with at most half the labels?
-    write_all(out, rows, x, info)  the files
+    write_all(out, rows, x, info)  the files (info also as active.json)
+    rerender(out)                  the files again from active.csv and active.json:
+                                   `python -m npvae.active_report OUT` (no training)
 
 rows: one dict per (seed, strategy, round) from npvae.active_loop.run: labels, accuracy
 (held-out), queried and revealed (arrays), seconds. The statistics over seeds are the
@@ -13,8 +15,11 @@ sweep's (mean, sample std, 95% Student-t interval; npvae/sweep_report.py).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +78,12 @@ def goal(rows: list[dict], strategies, baseline: str = "random") -> dict:
     half = top // 2
     best = max(reach, key=lambda s: stats[s].get(half, {"mean": -1})["mean"], default=None)
     met = any(n is not None and n <= half for n in reach.values())
+    acc = {(r["seed"], r["strategy"], r["labels"]): r["accuracy"] for r in rows}
+    pairs = [(acc.get((seed, best, half)), a) for (seed, s, n), a in acc.items()
+             if s == baseline and n == top]
+    pairs = [(a, b) for a, b in pairs if a is not None]
     return {"met": met, "target": target, "labels": top, "half": half, "reach": reach,
-            "best_at_half": best,
+            "seeds_above": (sum(a >= b for a, b in pairs), len(pairs)), "best_at_half": best,
             "best_at_half_mean": stats[best].get(half, {}).get("mean") if best else None}
 
 
@@ -123,6 +132,9 @@ def write_all(out, rows: list[dict], x, info: dict) -> Path:
     """active.csv, curves.png, queries/<strategy>_seed<S>.png and ACTIVE.md; returns ACTIVE.md."""
     out = Path(out)
     strategies = info["strategies"]
+    write_text(out / "active.json", json.dumps(
+        {**info, "options": dataclasses.asdict(info["options"]),
+         "cfg": info["cfg"].to_dict()}, indent=1))
     write_text(out / "active.csv", csv_text(rows))
     plot_curves(rows, strategies, out / "curves.png")
     grids = []
@@ -172,7 +184,8 @@ def _goal_lines(g: dict) -> list[str]:
             f"{_f(g['target'])}. First label count whose mean reaches it: {reach}. Goal "
             f"(some strategy reaches it with at most {g['half']} labels): {verdict}. At "
             f"{g['half']} labels the best strategy is {g['best_at_half']} "
-            f"({_f(g['best_at_half_mean'])})."]
+            f"({_f(g['best_at_half_mean'])}); per seed, it is at or above random's accuracy "
+            f"at {g['labels']} labels in {g['seeds_above'][0]}/{g['seeds_above'][1]} seeds."]
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -187,3 +200,32 @@ def csv_text(rows: list[dict]) -> str:
                     "accuracy": r["accuracy"] if math.isfinite(r["accuracy"]) else "nan"})
     return buf.getvalue()
 
+
+
+def read_rows(path) -> list[dict]:
+    """The rows of an active.csv (queried and revealed as int arrays)."""
+    with open(path, newline="") as fh:
+        return [{"seed": int(r["seed"]), "strategy": r["strategy"], "round": int(r["round"]),
+                 "labels": int(r["labels"]), "predictor": r["predictor"],
+                 "accuracy": float(r["accuracy"]), "seconds": float(r["seconds"]),
+                 "queried": np.array(r["queried"].split(), np.int64),
+                 "revealed": np.array(r["revealed"].split(), np.int64)}
+                for r in csv.DictReader(fh)]
+
+
+def rerender(out) -> Path:
+    """ACTIVE.md, curves.png and the grids again from OUT/active.csv and OUT/active.json."""
+    from .active_loop import Options
+    from .config import Config
+    from .data import load_data
+
+    out = Path(out)
+    info = json.loads((out / "active.json").read_text())
+    info["options"] = Options(**info["options"])
+    info["cfg"] = Config.from_dict(info["cfg"]).validate()
+    x, _, _ = load_data(info["cfg"])
+    return write_all(out, read_rows(out / "active.csv"), x, info)
+
+
+if __name__ == "__main__":
+    print(f"active: {rerender(sys.argv[1])}")

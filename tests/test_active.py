@@ -11,6 +11,7 @@ import pytest
 
 from npvae import query as Q
 from npvae.active import main
+from npvae.active_report import rerender
 from npvae.active_loop import Options, initial_labels, run, simulated, train_model
 from npvae.annotate import Annotator
 from npvae.config import Config
@@ -141,6 +142,8 @@ def test_command_writes_report_for_every_seed_and_strategy(tmp_path):
     for rel in ("curves.png", "queries/random_seed1.png", "queries/margin_seed2.png"):
         assert (out / rel).is_file() and rel in text
     assert "| 16 |" in text and "Goal" in text
+    (out / "ACTIVE.md").unlink()
+    assert rerender(out).read_text() == text            # from active.csv + active.json alone
 
 
 def test_bad_values_are_refused(tmp_path, capsys):
