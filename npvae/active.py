@@ -167,11 +167,11 @@ def experiment(cfgs, opt: Options, strategies, out: Path, jobs=None, command=Non
                 f"{result[0]['accuracy']:.3f} at {result[0]['labels']} labels -> "
                 f"{last['accuracy']:.3f} at {last['labels']}")
     seconds = time.perf_counter() - t0
-    x, y, _ = load_data(cfgs[0])
+    images = {c.seed: load_data(c)[0] for c in cfgs}   # per seed: --num-samples draws by seed
     info = {"command": command or [], "options": opt, "seeds": [c.seed for c in cfgs],
             "strategies": list(strategies), "jobs": jobs, "threads": threads,
             "seconds": seconds, "cfg": cfgs[0], "failed": failed}
-    report = AR.write_all(out, rows, x, info)
+    report = AR.write_all(out, rows, images, info)
     print("\n".join(AR.table_lines(rows, strategies)))
     print(f"active: {report}")
     return 1 if failed else 0

@@ -4,7 +4,8 @@
     table_lines(rows, strategies)  Markdown: held-out accuracy per label count and strategy
     goal(rows, strategies)         does the best strategy reach random's accuracy at the
                                    largest label count with at most half the labels?
-    write_all(out, rows, x, info)  the files (info also as active.json)
+    write_all(out, rows, images, info)  the files (info also as active.json); images:
+                                   {seed: x (N, 784)} for the query grids
     rerender(out)                  the files again from active.csv and active.json:
                                    `python -m npvae.active_report OUT` (no training)
 
@@ -128,7 +129,7 @@ def plot_queries(x, rounds: list[dict], path, title: str) -> Path:
     return _save(fig, path)
 
 
-def write_all(out, rows: list[dict], x, info: dict) -> Path:
+def write_all(out, rows: list[dict], images: dict, info: dict) -> Path:
     """active.csv, curves.png, queries/<strategy>_seed<S>.png and ACTIVE.md; returns ACTIVE.md."""
     out = Path(out)
     strategies = info["strategies"]
@@ -144,7 +145,7 @@ def write_all(out, rows: list[dict], x, info: dict) -> Path:
                             key=lambda r: r["round"])
             if rounds:
                 rel = f"queries/{s}_seed{seed}.png"
-                plot_queries(x, rounds, out / rel, f"{s}, seed {seed}: queried images "
+                plot_queries(images[seed], rounds, out / rel, f"{s}, seed {seed}: queried images "
                              f"(#index: revealed label), one row per round")
                 grids.append(f"- [{s}, seed {seed}]({rel})")
     opt, cfg = info["options"], info["cfg"]
@@ -223,8 +224,8 @@ def rerender(out) -> Path:
     info = json.loads((out / "active.json").read_text())
     info["options"] = Options(**info["options"])
     info["cfg"] = Config.from_dict(info["cfg"]).validate()
-    x, _, _ = load_data(info["cfg"])
-    return write_all(out, read_rows(out / "active.csv"), x, info)
+    images = {s: load_data(info["cfg"].replace(seed=s))[0] for s in info["seeds"]}
+    return write_all(out, read_rows(out / "active.csv"), images, info)
 
 
 if __name__ == "__main__":
