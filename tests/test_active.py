@@ -103,11 +103,11 @@ TINY = dict(model="gmm", latent_dim=3, hidden_dims=(16,), decoder_dims=(16,), nu
             w_div=0.0, w_cls=12.0, seed=5)
 
 
-@pytest.mark.parametrize("strategy", ["random", "responsibility"])
-def test_loop_bookkeeping(strategy):
+@pytest.mark.parametrize("strategy, retrain", [("random", False), ("responsibility", True)])
+def test_loop_bookkeeping(strategy, retrain):
     cfg = Config(**TINY).validate()
     x, y, splits = load_data(cfg)
-    opt = Options(initial=5, batch=10, budget=32, init_epochs=1, round_epochs=1)
+    opt = Options(initial=5, batch=10, budget=32, init_epochs=1, round_epochs=1, retrain=retrain)
     asked = []
     truth = simulated(y)
     reveal = lambda idx: (asked.append(np.asarray(idx).copy()), truth(idx))[1]  # noqa: E731
@@ -124,6 +124,19 @@ def test_loop_bookkeeping(strategy):
     assert all(np.array_equal(r["revealed"], y[r["queried"]]) for r in rounds)
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rounds)
     assert start.state.epoch == opt.init_epochs + 1            # the warm start's position
+
+
+def test_warm_start_continues_the_same_run_bit_for_bit():
+    cfg = Config(**TINY).validate()
+    x, y, splits = load_data(cfg)
+    y_known = np.full(len(y), -1)
+    y_known[splits.train[:8]] = y[splits.train[:8]]
+    whole = train_model(cfg, x, y_known, splits, 3, None)
+    first = train_model(cfg, x, y_known, splits, 2, None)
+    more = train_model(cfg, x, y_known, splits, 1, first)
+    assert more.state.epoch == whole.state.epoch == 4
+    assert np.array_equal(more.params.flat, whole.params.flat)
+    assert not np.array_equal(first.params.flat, whole.params.flat)
 
 
 def test_command_writes_report_for_every_seed_and_strategy(tmp_path):
