@@ -92,11 +92,12 @@ def train_model(cfg: Config, x, y_known, splits, epochs: int, start: Start | Non
     return Start(res.params, last.get("state"), time.perf_counter() - t0)
 
 
-def scores(p, cfg: Config, x, y_known) -> tuple[str, np.ndarray, np.ndarray]:
-    """The run's first predictor (model gmm: q(c|x)) as (name, probs (N, C)) and q (N, K)."""
+def scores(p, cfg: Config, x, y_known) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """The run's first predictor (model gmm: q(c|x)) as (name, probs (N, C)), q (N, K) and
+    the encoder means mu (N, d), the embeddings a strategy may use."""
     out = model_outputs(p, x, cfg)
     name, probs = next(iter(predictors(p, cfg, out, np.asarray(y_known)).items()))
-    return name, probs, out["q"]
+    return name, probs, out["q"], out["mu"]
 
 
 def heldout_accuracy(probs, y_eval, val) -> float:
@@ -114,7 +115,7 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
     asked = np.zeros(len(x), bool)
     asked[y_known >= 0] = True
     model = start
-    name, probs, q = scores(model.params, cfg, x, y_known)
+    name, probs, q, mu = scores(model.params, cfg, x, y_known)
     rounds = [{"round": 0, "labels": int((y_known >= 0).sum()), "predictor": name,
                "accuracy": heldout_accuracy(probs, y_eval, splits.val),
                "queried": np.flatnonzero(y_known >= 0), "revealed": y_known[y_known >= 0],
@@ -123,7 +124,7 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
         on_round(rounds[-1])
     while (count := int((y_known >= 0).sum())) < opt.budget:
         want = min(opt.batch, opt.budget - count)
-        idx = np.asarray(choose(probs, q, y_known, pool & ~asked, want, rng), np.int64)
+        idx = np.asarray(choose(probs, q, y_known, pool & ~asked, want, rng, emb=mu), np.int64)
         _check_query(idx, pool, asked, want)
         if idx.size == 0:
             break                                       # nothing left to ask
@@ -137,7 +138,7 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
         model = train_model(cfg, x, y_known, splits,
                             opt.init_epochs if opt.retrain else opt.round_epochs,
                             None if opt.retrain else model)
-        name, probs, q = scores(model.params, cfg, x, y_known)
+        name, probs, q, mu = scores(model.params, cfg, x, y_known)
         rounds.append({"round": len(rounds), "labels": int((y_known >= 0).sum()),
                        "predictor": name, "accuracy": heldout_accuracy(probs, y_eval, splits.val),
                        "queried": idx, "revealed": labels,

@@ -2,7 +2,8 @@
 
 Every strategy is a function with the same signature
 
-    strategy(probs, q, y_known, pool, batch, rng) -> indices (n,) int64, n = min(batch, candidates)
+    strategy(probs, q, y_known, pool, batch, rng, emb=None) -> indices (n,) int64,
+                                                              n = min(batch, candidates)
 
     probs   (N, C) the model's predicted label distribution p(y|x) for every image
     q       (N, K) its responsibilities q(c|x) (for model gmm the components are the classes,
@@ -11,7 +12,10 @@ Every strategy is a function with the same signature
     pool    (N,) bool: the images that may be queried at all (the training split; never the
             held-out images)
     batch   how many to return (B)
-    rng     np.random.Generator (used by `random` only; the others are deterministic)
+    rng     np.random.Generator (used by `random`, and by `typical` to seed its k-means;
+            the others are deterministic)
+    emb     (N, D) the images' latent embeddings, the encoder means mu (used by `typical`
+            only, which requires it; the loop always passes it)
 
 The candidates are pool & (y_known < 0): an index already labeled or held out is never
 returned, no index twice, and with fewer candidates than `batch` all of them are returned.
@@ -31,6 +35,16 @@ Scores are ranked by a stable sort, so ties go to the lower index.
                 have candidates), the rest of the ranking fills it. (Margin, not entropy:
                 with model gmm's sharp q(c|x) the entropy ranking favours odd images spread
                 over many classes; margin did better in a first trial on seed 42.)
+    typical     for low budgets (the cold-start idea of typicality and coverage, e.g. Hacohen
+                et al. 2022, "Active learning on a budget"): k-means (scikit-learn, seeded
+                from rng) on the embeddings of the pool and the labeled images into
+                n_labeled + batch clusters; of the clusters holding no labeled image, the
+                largest first (ties to the lower cluster number), the most typical candidate
+                of each: the largest typicality 1 / mean distance to its min(20, m - 1)
+                nearest other members of its cluster of m (a lone member: typicality inf).
+                Should fewer such clusters exist than `batch` (k-means may leave clusters
+                empty on repeated points), the rest are the most typical candidates left.
+                Uses neither probs nor q: what to label does not depend on the classifier.
 """
 from __future__ import annotations
 
@@ -59,13 +73,13 @@ def entropy_scores(probs) -> np.ndarray:
     return -plogp.sum(axis=1)
 
 
-def random(probs, q, y_known, pool, batch, rng) -> np.ndarray:
+def random(probs, q, y_known, pool, batch, rng, emb=None) -> np.ndarray:
     """Uniformly at random among the candidates (the baseline)."""
     cand = candidates(y_known, pool)
     return rng.choice(cand, min(batch, cand.size), replace=False).astype(np.int64)
 
 
-def entropy(probs, q, y_known, pool, batch, rng) -> np.ndarray:
+def entropy(probs, q, y_known, pool, batch, rng, emb=None) -> np.ndarray:
     """The candidates whose predicted label distribution has the largest entropy."""
     return _top(candidates(y_known, pool), entropy_scores(probs), batch)
 
@@ -76,7 +90,7 @@ def margin_scores(probs) -> np.ndarray:
     return -(top2[:, 0] - top2[:, 1])
 
 
-def margin(probs, q, y_known, pool, batch, rng) -> np.ndarray:
+def margin(probs, q, y_known, pool, batch, rng, emb=None) -> np.ndarray:
     """The candidates with the smallest gap between their two most likely labels."""
     return _top(candidates(y_known, pool), margin_scores(probs), batch)
 
@@ -93,7 +107,7 @@ def unclear(comp, y_known, K: int) -> np.ndarray:
     return out
 
 
-def responsibility(probs, q, y_known, pool, batch, rng) -> np.ndarray:
+def responsibility(probs, q, y_known, pool, batch, rng, emb=None) -> np.ndarray:
     """Components without a label first (their most typical candidate each, largest component
     first), then candidates by unclear(component) * (1 - q(component|x)); see the module doc."""
     q = np.asarray(q, np.float64)
@@ -115,7 +129,7 @@ def responsibility(probs, q, y_known, pool, batch, rng) -> np.ndarray:
     return np.concatenate([np.asarray(picked, np.int64), more]).astype(np.int64)
 
 
-def diversity(probs, q, y_known, pool, batch, rng) -> np.ndarray:
+def diversity(probs, q, y_known, pool, batch, rng, emb=None) -> np.ndarray:
     """The margin ranking with at most ceil(batch / K) + 1 picks per component (argmax q);
     if the cap leaves the batch short, the next candidates of the ranking fill it."""
     q = np.asarray(q)
@@ -136,5 +150,60 @@ def diversity(probs, q, y_known, pool, batch, rng) -> np.ndarray:
     return np.asarray(picked, np.int64)
 
 
+TYPICAL_K = 20          # neighbours of the typicality (Hacohen et al. use 20)
+
+
+def typicality(points) -> np.ndarray:
+    """(m,) 1 / mean Euclidean distance of each row of points (m, D) to its min(TYPICAL_K,
+    m - 1) nearest other rows; inf for a lone row or a row at distance 0 from them all."""
+    from scipy.spatial.distance import cdist
+
+    pts = np.asarray(points, np.float64)
+    m = len(pts)
+    k = min(TYPICAL_K, m - 1)
+    if k < 1:
+        return np.full(m, np.inf)
+    d = cdist(pts, pts)
+    np.fill_diagonal(d, np.inf)                    # not its own neighbour
+    near = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 1.0 / near
+
+
+def typical(probs, q, y_known, pool, batch, rng, emb=None) -> np.ndarray:
+    """The most typical candidate of each of the largest clusters (k-means on emb into
+    n_labeled + batch clusters) that hold no labeled image; see the module doc."""
+    from sklearn.cluster import KMeans
+
+    if emb is None:
+        raise ValueError("the typical strategy needs the embeddings (emb).")
+    cand = candidates(y_known, pool)
+    if cand.size <= batch:
+        return cand.astype(np.int64)
+    known = np.flatnonzero(np.asarray(y_known) >= 0)
+    rows = np.union1d(cand, known)                 # ascending: the pool and the labeled
+    emb = np.asarray(emb, np.float64)
+    k = min(known.size + batch, rows.size)
+    seed = int(rng.integers(2**31 - 1))
+    cluster = KMeans(k, n_init=3, random_state=seed).fit_predict(emb[rows])
+    is_cand = np.isin(rows, cand)
+    labeled = np.zeros(k, bool)
+    labeled[cluster[~is_cand]] = True
+    score = np.full(len(emb), -np.inf)             # typicality within the own cluster
+    for c in np.unique(cluster):
+        members = rows[cluster == c]
+        score[members] = typicality(emb[members])
+    sizes = np.bincount(cluster, minlength=k)
+    picked: list[int] = []
+    for c in np.argsort(-sizes, kind="stable"):     # largest first, ties to the lower number
+        if len(picked) == batch or sizes[c] == 0:
+            break
+        if not labeled[c]:
+            picked.append(int(_top(rows[(cluster == c) & is_cand], score, 1)[0]))
+    rest = _top(np.setdiff1d(cand, picked), score, batch - len(picked))
+    return np.concatenate([np.asarray(picked, np.int64), rest]).astype(np.int64)
+
+
 STRATEGIES = {"random": random, "entropy": entropy, "margin": margin,
-              "responsibility": responsibility, "diversity": diversity}
+              "responsibility": responsibility, "diversity": diversity,
+              "typical": typical}

@@ -32,10 +32,11 @@ def test_candidates_exclude_labeled_and_held_out_and_fewer_than_batch_returns_al
     probs = onehotish(np.ones((6, 3)) + np.arange(6)[:, None] * np.eye(3)[[0, 1, 2, 0, 1, 2]])
     y_known = np.array([-1, 2, -1, -1, -1, -1])
     pool = np.array([True, True, True, False, True, True])   # 3 is held out
+    emb = RNG(1).normal(size=(6, 2))
     for name, fn in Q.STRATEGIES.items():
-        got = fn(probs, probs, y_known, pool, 10, RNG(0))
+        got = fn(probs, probs, y_known, pool, 10, RNG(0), emb=emb)
         assert sorted(got.tolist()) == [0, 2, 4, 5], name     # every candidate, once
-        one = fn(probs, probs, y_known, pool, 2, RNG(0))
+        one = fn(probs, probs, y_known, pool, 2, RNG(0), emb=emb)
         assert len(set(one.tolist())) == 2 and set(one.tolist()) <= {0, 2, 4, 5}, name
 
 
@@ -94,6 +95,37 @@ def test_diversity_caps_picks_per_component_and_fills_when_short():
     assert Q.margin(probs, q, y_known, pool, 4, None).tolist() == [0, 1, 2, 3]
     pool[6:] = False                                    # only component 0 left: filled anyway
     assert Q.diversity(probs, q, y_known, pool, 4, None).tolist() == [0, 1, 2, 3]
+
+
+def blob(centre, extra=0):
+    """A hand-made cluster: its centre, 4 points at distance 1 around it, one outlier at
+    distance 3 and `extra` points at distance 1.5 (a larger blob)."""
+    around = [(1, 0), (-1, 0), (0, 1), (0, -1), (0, 3)] + [(1.5, 0)] * extra
+    return np.asarray(centre, float) + np.array([(0.0, 0.0)] + around)
+
+
+def test_typical_picks_the_most_typical_image_of_each_unlabeled_cluster_largest_first():
+    # three well-separated blobs in a 2-d latent space; blob A holds the one labeled image,
+    # blob C is larger than blob B; rows shuffled so that the answer is not the index order
+    emb = np.concatenate([blob((0, 0)), blob((50, 0)), blob((0, 50), extra=2)])
+    perm = RNG(7).permutation(len(emb))
+    emb = emb[perm]
+    where = np.argsort(perm)                            # where[i]: the new row of old row i
+    a, b, c = where[0], where[6], where[12]            # the three centres
+    y_known = np.full(len(emb), -1)
+    y_known[where[1]] = 4                               # one labeled image, in blob A
+    pool = np.ones(len(emb), bool)
+    pool[where[13]] = False                             # held out (blob C): never returned
+    probs = onehotish(np.ones((len(emb), 3)))
+    for seed in range(5):                               # the k-means seed does not matter
+        got = Q.typical(probs, probs, y_known, pool, 2, RNG(seed), emb=emb)
+        assert got.tolist() == [c, b]                   # centres, larger blob first; not A
+    three = Q.typical(probs, probs, y_known, pool, 3, RNG(0), emb=emb).tolist()
+    assert len(set(three)) == 3 and where[1] not in three and where[13] not in three
+    t = Q.typicality(blob((0, 0)))
+    assert t.argmax() == 0 and np.isclose(t[0], 1 / np.mean([1, 1, 1, 1, 3]))
+    with pytest.raises(ValueError, match="embeddings"):
+        Q.typical(probs, probs, y_known, pool, 2, RNG(0))
 
 
 # ----------------------------------------------------------------------------- the loop
