@@ -8,6 +8,9 @@
                                    {seed: x (N, 784)} for the query grids
     rerender(out)                  the files again from active.csv and active.json:
                                    `python -m npvae.active_report OUT` (no training)
+    merge(out, sources)            one report from several runs of the same settings and
+                                   seeds with different strategies (their first models must
+                                   agree): `python -m npvae.active_report OUT --merge A B`
 
 rows: one dict per (seed, strategy, round) from npvae.active_loop.run: labels, accuracy
 (held-out), queried and revealed (arrays), seconds. The statistics over seeds are the
@@ -228,5 +231,47 @@ def rerender(out) -> Path:
     return write_all(out, read_rows(out / "active.csv"), images, info)
 
 
+class MergeError(ValueError):
+    """The runs cannot be merged; the message says why."""
+
+
+def merge(out, sources) -> Path:
+    """OUT/active.csv and active.json joining the runs in `sources` (folders written by
+    `python -m npvae.active`), then the report (rerender). The runs must share the settings
+    (cfg, options) and seeds, and each seed's round 0 (the shared first model: its first
+    labels and held-out accuracy) must be the same in every run, so that their curves
+    compare as if run together; a strategy found in two runs is taken from the first."""
+    infos = [json.loads((Path(s) / "active.json").read_text()) for s in sources]
+    rows_of = [read_rows(Path(s) / "active.csv") for s in sources]
+    for key in ("seeds", "options", "cfg"):
+        if any(i[key] != infos[0][key] for i in infos[1:]):
+            raise MergeError(f"the runs differ in {key}; only runs of the same settings merge.")
+    first: dict = {}
+    for src, rows in zip(sources, rows_of):
+        for r in rows:
+            if r["round"] == 0:
+                key = (r["queried"].tolist(), r["accuracy"])
+                if first.setdefault(r["seed"], key) != key:
+                    raise MergeError(f"seed {r['seed']}: the first model of {src} differs "
+                                     f"(first labels or held-out accuracy).")
+    strategies, rows = [], []
+    for info, run_rows in zip(infos, rows_of):
+        new = [s for s in info["strategies"] if s not in strategies]
+        strategies += new
+        rows += [r for r in run_rows if r["strategy"] in new]
+    merged = {**infos[0], "strategies": strategies, "failed": sum((i["failed"] for i in infos), []),
+              "seconds": sum(i["seconds"] for i in infos),
+              "command": sum(([";"] * bool(k) + i["command"] for k, i in enumerate(infos)), [])}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "active.json", json.dumps(merged, indent=1))
+    write_text(out / "active.csv", csv_text(rows))
+    return rerender(out)
+
+
 if __name__ == "__main__":
-    print(f"active: {rerender(sys.argv[1])}")
+    if "--merge" in sys.argv:
+        at = sys.argv.index("--merge")
+        print(f"active: {merge(sys.argv[1], sys.argv[at + 1:])}")
+    else:
+        print(f"active: {rerender(sys.argv[1])}")

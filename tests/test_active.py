@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 
 import numpy as np
 import pytest
 
 from npvae import query as Q
 from npvae.active import main
-from npvae.active_report import rerender
+from npvae.active_report import MergeError, merge, read_rows, rerender
 from npvae.active_loop import Options, initial_labels, run, simulated, train_model
 from npvae.annotate import Annotator
 from npvae.config import Config
@@ -189,6 +190,32 @@ def test_command_writes_report_for_every_seed_and_strategy(tmp_path):
     assert "| 16 |" in text and "Goal" in text
     (out / "ACTIVE.md").unlink()
     assert rerender(out).read_text() == text            # from active.csv + active.json alone
+
+
+def test_merge_joins_runs_of_other_strategies_only_when_their_first_models_agree(tmp_path):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text("\n".join(f"{k} = {_toml(v)}" for k, v in TINY.items() if k != "seed"))
+    common = ["--config", str(toml), "--initial", "4", "--batch", "6", "--budget", "10",
+              "--init-epochs", "1", "--round-epochs", "1", "--jobs", "1"]
+    for name, strategy in (("a", "random"), ("b", "typical")):
+        assert main([*common, "--seed", "1", "--strategy", strategy,
+                     "--out", str(tmp_path / name)]) == 0
+    text = merge(tmp_path / "ab", [tmp_path / "a", tmp_path / "b"]).read_text()
+    rows = read_rows(tmp_path / "ab" / "active.csv")
+    assert sorted({r["strategy"] for r in rows}) == ["random", "typical"]
+    assert len(rows) == 4 and "| random | typical |" in text
+    shutil.copytree(tmp_path / "b", tmp_path / "c")    # the same run, said to be of seed 2
+    info = tmp_path / "c" / "active.json"
+    info.write_text(info.read_text().replace('"seeds": [\n  1\n ]', '"seeds": [\n  2\n ]'))
+    with pytest.raises(MergeError, match="seeds"):
+        merge(tmp_path / "ac", [tmp_path / "a", tmp_path / "c"])
+    b = tmp_path / "b" / "active.csv"                   # another first model: refused
+    lines = b.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[5] = str(float(cells[5]) + 0.5)               # round 0's held-out accuracy
+    b.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    with pytest.raises(MergeError, match="first model"):
+        merge(tmp_path / "ab2", [tmp_path / "a", tmp_path / "b"])
 
 
 def test_bad_values_are_refused(tmp_path, capsys):
