@@ -145,11 +145,12 @@ def _validate(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np
         if x.min() < 0 or x.max() > 255:
             raise DataError(f"Integer pixels from {source} span {x.min()}..{x.max()}; integer "
                             f"grey levels must lie in 0..255.")
-        x = x.astype(np.float32) / 255.0
+        x = x.astype(np.float32)
+        x /= 255.0      # in place: the same float32 division, without a second N x 784 copy
     elif np.issubdtype(x.dtype, np.floating):
         if not np.all(np.isfinite(x)):
             raise DataError(f"Pixels from {source} contain NaN or inf; all pixels must be finite.")
-        x = x.astype(np.float32)
+        x = x.astype(np.float32, copy=False)    # every caller passes a fresh array
     else:
         raise DataError(f"Pixels from {source} have dtype {x.dtype}; accepted are integer grey "
                         f"levels 0..255 or floats in [0, 1].")
