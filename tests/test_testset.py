@@ -154,3 +154,19 @@ def test_table_shows_test_rows_after_the_others():
                          "test_nmi": 0.25})
     assert lines[-3:] == ["| Test | Test Images | 7 |", "| Test | Test Accuracy: head | 0.5000 |",
                           "| Test | Test NMI | 0.2500 |"]
+
+
+def test_the_scale_benchmark_data_are_shifted_digits():
+    """benchmarks/bench_scale.py's 60k + 10k set: each copy is the digits moved by its offset
+    (zero-filled, no wrap-around), twelve distinct training offsets and two others for test."""
+    from benchmarks.bench_scale import TEST_SHIFTS, TRAIN_SHIFTS, shifted
+
+    assert len(set(TRAIN_SHIFTS)) == 12 and len(set(TEST_SHIFTS)) == 2
+    assert not set(TRAIN_SHIFTS) & set(TEST_SHIFTS)
+    images = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 251 + 1       # no zero pixel
+    for dy, dx in TRAIN_SHIFTS + TEST_SHIFTS:
+        moved = shifted(images, dy, dx)
+        rows, cols = slice(max(dy, 0), 28 + min(dy, 0)), slice(max(dx, 0), 28 + min(dx, 0))
+        assert np.array_equal(moved[:, rows, cols],
+                              np.roll(images, (dy, dx), axis=(1, 2))[:, rows, cols])
+        assert np.count_nonzero(moved == 0) == 2 * (28 * 28 - (28 - abs(dy)) * (28 - abs(dx)))
