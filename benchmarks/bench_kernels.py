@@ -1,9 +1,15 @@
 """Each Numba kernel of npvae/kernels.py against its NumPy twin, per call, at the shapes of the
-default run (float32: B = 128 images, K = 10 components, D = 784 pixels, 491k parameters).
+default run (float32: B = 128 images, K = 10 components, D = 784 pixels, 491k parameters),
+then each fused kernel's time as a share of a training step and of an evaluation chunk.
 
-    python benchmarks/bench_kernels.py [--repeat 200]
+    python benchmarks/bench_kernels.py [--repeat 200] [--steps 300]
 
-Prints the median and the best time per call of both, and the speed-up (median over median).
+Per call: the median and the best time of both, and the speed-up (median over median).
+Share of a step: real training steps of the default run (FastModel.loss_and_grads, the
+gradient's norm, AdamW) on the default batch, with every kernel call, every BLAS product of
+npvae/fast.py and every barrier wait timed on the calling thread (thread 0; the other
+threads do the same work on their own rows at the same time, so thread 0's time is the
+step's). The rest is Python, small NumPy operations and the hand-overs to the threads.
 The kernels' compiled code comes from Numba's on-disk cache; the first call (compilation or
 cache load) is made before timing and not counted.
 """
@@ -11,14 +17,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from npvae import Config, kernels as kk  # noqa: E402  (before numpy: npvae/blas.py)
 import numpy as np  # noqa: E402
+from npvae import draw_noise, fast, init_params  # noqa: E402
+from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
+from npvae.optim import AdamState  # noqa: E402
 from npvae.params import Layout  # noqa: E402
+from benchmarks import host  # noqa: E402
 
 
 def real_shapes(cfg: Config, rng: np.random.Generator) -> dict[str, tuple]:
@@ -59,20 +71,110 @@ def time_calls(fn, args, repeat: int) -> tuple[float, float]:
     return float(np.median(times)), float(np.min(times))
 
 
+class _Timed:
+    """Seconds and calls of what runs through it on the thread that made it (thread 0)."""
+
+    def __init__(self):
+        self.main, self.seconds, self.calls = threading.get_ident(), {}, {}
+
+    def wrap(self, name, fn):
+        def timed(*args, **kw):
+            if threading.get_ident() != self.main:
+                return fn(*args, **kw)
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+                self.calls[name] = self.calls.get(name, 0) + 1
+        return timed
+
+
+class _NumPy(SimpleNamespace):
+    """numpy for npvae/fast.py, its matmul timed."""
+
+    def __init__(self, timer: _Timed):
+        super().__init__(matmul=timer.wrap("products", np.matmul))
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+class _Barrier(threading.Barrier):
+    timer: _Timed
+
+    def wait(self, timeout=None):
+        return self.timer.wrap("barrier waits", super().wait)(timeout)
+
+
+def step_shares(steps: int) -> None:
+    """Training steps and evaluation chunks of the default run, thread 0's time split by
+    kernel, products, barrier waits and the rest; printed per step / chunk and as shares."""
+    cfg = Config()
+    x, y = load_digits()
+    s = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
+    y = visible_labels(y, s.labeled)
+    xtr, ytr = x[s.train].astype(np.float32), y[s.train]
+    rng = np.random.default_rng(0)
+    p = init_params(cfg, rng)
+    g, opt, decay = p.zeros_like(), AdamState.zeros(p.flat), p.layout.decay_mask()
+    model = fast.FastModel(cfg)
+    saved = fast.kern, fast.np
+    try:
+        for label, n in (("training step", steps), ("evaluation chunk", max(10, steps // 3))):
+            timer = _Timed()
+            fast.kern = SimpleNamespace(**{k: timer.wrap(k, getattr(kk, k)) for k in kk.NAMES})
+            fast.np = _NumPy(timer)
+            _Barrier.timer = timer
+            T = model.team.size
+            model.team.barriers = {t: _Barrier(t) for t in range(1, T + 1)}
+            wall = []
+            for i in range(n + 5):
+                idx = rng.choice(len(ytr), cfg.batch_size if label[0] == "t"
+                                 else cfg.eval_batch_size * T, replace=False)
+                noise = draw_noise(cfg, idx.size, rng)
+                xb, yb = xtr[idx], ytr[idx]
+                if i == 5:                           # 5 untimed warm-up calls
+                    timer.seconds, timer.calls = {}, {}
+                t = time.perf_counter()
+                if label[0] == "t":
+                    model.loss_and_grads(p, xb, yb, noise, g)
+                    fast.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)
+                else:
+                    model.evaluate_split(p, xb, yb)
+                wall.append(time.perf_counter() - t)
+            wall = float(np.sum(wall[5:])) / n       # seconds per step / per T chunks
+            what = "step" if label[0] == "t" else f"{T} chunks at once, one per thread"
+            print(f"\n{label}s (default run, {T} threads): {wall * 1e3:.2f} ms per {what}; "
+                  f"thread 0's time in each part:")
+            print(f"{'part':16s} {'calls':>6s} {'ms':>8s} {'share':>7s}")
+            rest = wall
+            for k, v in sorted(timer.seconds.items(), key=lambda kv: -kv[1]):
+                rest -= v / n
+                print(f"{k:16s} {timer.calls[k] / n:6.1f} {v / n * 1e3:8.3f} {v / n / wall:7.1%}")
+            print(f"{'rest':16s} {'':6s} {rest * 1e3:8.3f} {rest / wall:7.1%}")
+    finally:
+        fast.kern, fast.np = saved
+        model.team.barriers = {}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=200, help="timed calls per kernel")
+    ap.add_argument("--steps", type=int, default=300, help="timed training steps (0: none)")
     args = ap.parse_args(argv)
     cases = real_shapes(Config(), np.random.default_rng(0))
+    print(host.one_line(host.describe()))
     print(f"{'kernel':16s} {'shape':>12s} {'numba ms':>10s} {'(best)':>8s} "
           f"{'numpy ms':>10s} {'(best)':>8s} {'speed-up':>9s}")
-    for name in kk.NAMES:
-        a = cases[name]
+    for name, a in cases.items():            # the default run's kernels (not warp, gmm_latent)
         med_k, best_k = time_calls(getattr(kk, name), a, args.repeat)
         med_n, best_n = time_calls(getattr(kk, f"{name}_np"), a, max(10, args.repeat // 10))
         shape = "x".join(map(str, a[0].shape))
         print(f"{name:16s} {shape:>12s} {med_k * 1e3:10.3f} {best_k * 1e3:8.3f} "
               f"{med_n * 1e3:10.3f} {best_n * 1e3:8.3f} {med_n / med_k:8.1f}x")
+    if args.steps:
+        step_shares(args.steps)
 
 
 if __name__ == "__main__":

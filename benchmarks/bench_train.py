@@ -5,8 +5,12 @@
 
 1. Same work: both get the same float64 weights and batch, and must give the same loss, terms
    and gradients (autograd against npvae's hand-written backward).
-2. Floor: float32 products of the decoder's shapes are timed on the spot; the model's FLOPs
-   (formula below) at that rate is the shortest fit this machine allows.
+2. Floor: float32 products of the decoder's shapes are timed on the spot, BLAS on all cores
+   and, as the fit runs them, single-threaded BLAS on one Python thread per core at once;
+   the model's FLOPs (formula below) at the best rate is the shortest fit this machine allows.
+   The header names the host's vector width, what Numba compiles for and the BLAS kernels
+   (benchmarks/host.py, which also times the products); the end shows each phase's GFLOP/s
+   against the product rate.
 3. Rounds: a fresh process per run, npvae and torch alternately (the order flips each round),
    the default run (5000 digits, 50 epochs, evaluation every epoch). Fit time = steps +
    per-epoch evaluation (+ npvae's tracking); JIT compilation is not in it (see --process).
@@ -19,6 +23,8 @@ FLOPs (2 per multiply-add). Per image, the forward pass makes
 A training image costs 2 (3F - D H[0]) (forward, input gradients but the pixels', weight
 gradients), an evaluated image 2F. A run: epochs x (N_train train + N_train + N_val eval).
 Default config: 15.6 MFLOP per training image, 5.3 per evaluated image, 4.84 TFLOP in all.
+Per phase: forward 2F per training image, backward the other 2 (2F - D H[0]), evaluation 2F
+per evaluated image.
 These are the model's FLOPs; npvae's split first decoder layer does about 3% fewer.
 """
 from __future__ import annotations
@@ -43,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 from npvae import Config  # noqa: E402
 import numpy as np  # noqa: E402
 from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
+from benchmarks import host  # noqa: E402
+from benchmarks.host import gemm_rate  # noqa: E402
 
 
 def model_flops(cfg: Config, n_train: int, n_val: int) -> dict:
@@ -54,28 +62,11 @@ def model_flops(cfg: Config, n_train: int, n_val: int) -> dict:
     Dm = chain((2 * P, *G, D))
     F = E + d * P + K * Dm + chain((d, *C, cfg.num_classes))
     train, evaluate = 2 * (3 * F - D * H[0]), 2 * F
-    total = cfg.epochs * (n_train * train + (n_train + n_val) * evaluate)
-    return {"train_per_image": train, "eval_per_image": evaluate, "total": total}
-
-
-def gemm_rate(cfg: Config, seconds: float = 3.0) -> float:
-    """float32 GFLOP/s of the decoder's biggest product and its two backward products,
-    (B*K, G) x (G, D), (G, B*K) x (B*K, D), (B*K, D) x (D, G), BLAS on all cores."""
-    R, G, D = cfg.batch_size * cfg.K, cfg.decoder_dims[-1], cfg.input_dim
-    rng = np.random.default_rng(0)
-    h, w, dl = (rng.standard_normal(s).astype(np.float32) for s in ((R, G), (G, D), (R, D)))
-    out = [np.empty(s, np.float32) for s in ((R, D), (G, D), (R, G))]
-    products = lambda: (np.matmul(h, w, out=out[0]), np.matmul(h.T, dl, out=out[1]),  # noqa
-                        np.matmul(dl, w.T, out=out[2]))
-    for _ in range(5):
-        products()
-    best, end = np.inf, time.perf_counter() + seconds
-    while time.perf_counter() < end:          # best of repeated batches of 10
-        t = time.perf_counter()
-        for _ in range(10):
-            products()
-        best = min(best, (time.perf_counter() - t) / 10)
-    return 3 * 2 * R * G * D / best / 1e9
+    phases = {"forward": cfg.epochs * n_train * evaluate,
+              "backward": cfg.epochs * n_train * (train - evaluate),
+              "evaluation": cfg.epochs * (n_train + n_val) * evaluate}
+    return {"train_per_image": train, "eval_per_image": evaluate,
+            "total": sum(phases.values()), "phases": phases}
 
 
 def default_run(cfg: Config):
@@ -96,10 +87,11 @@ def worker(engine: str, epochs: int) -> dict:
                 "eval": sum(fit.eval_seconds), "torch_threads": torch.get_num_threads()}
     from npvae.train import fit
     prof: dict = {}
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = fit(cfg, *data, progress=False, profile=prof)
-    total = time.perf_counter() - t
+    total, cpu = time.perf_counter() - t, time.process_time() - cpu
     return {"fit_seconds": result.fit_seconds, "setup_seconds": total - result.fit_seconds,
+            "cpu_seconds": cpu,
             "phases": prof, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             / 1024, "final_train_loss": result.history["train_loss"][-1]}
 
@@ -187,18 +179,26 @@ def same_work() -> dict:
 # ---------------------------------------------------------------------------- report
 def machine() -> dict:
     import numba
-    from threadpoolctl import threadpool_info
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture')}, "
-            f"{i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas"]
     try:                                   # (not imported here: no torch threads in this process)
         tv = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
         tv = "absent"
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "torch": tv, "blas": blas}
+    return {**host.describe(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__, "torch": tv,
+            "load_average": os.getloadavg()}
+
+
+def phase_table(seconds: dict, flops: dict, rate: float) -> str:
+    """npvae's phases: seconds, GFLOP/s and that rate against the product rate (markdown)."""
+    rows = ["| phase | s | GFLOP/s | of the product rate |", "| --- | --- | --- | --- |"]
+    for k, v in seconds.items():
+        r = flops.get(k, 0) / v / 1e9 if v > 0 else 0.0
+        rows.append(f"| {k} | {v:.2f} | {r:.0f} | {r / rate:.0%} |" if k in flops
+                    else f"| {k} | {v:.2f} | - | - |")
+    total = sum(seconds.values())
+    r = sum(flops.values()) / total / 1e9
+    rows.append(f"| all | {total:.2f} | {r:.0f} | {r / rate:.0%} |")
+    return "\n".join(rows)
 
 
 def spread(values) -> str:
@@ -230,34 +230,49 @@ def main(argv=None) -> None:
     _, _, train, val = default_run(cfg)
     flops = model_flops(cfg, len(train), len(val))
     report = {"machine": machine(), "flops": flops}
+    print(host.one_line(report["machine"]))
     print("machine:", json.dumps(report["machine"]))
     rate = gemm_rate(cfg)              # first: no other library's threads around yet
+    rate_t = gemm_rate(cfg, per_thread=True)
     if not args.no_torch:              # torch in its own process, like every timed run
         report["same_work"] = run_worker("same-work", 0)
         print("same work (float64, one batch, same weights):", json.dumps(report["same_work"]))
     floor = flops["total"] / (rate * 1e9)
     print(f"model FLOPs: {flops['total'] / 1e12:.2f} TFLOP; decoder-shape float32 products: "
-          f"{rate:.0f} GFLOP/s -> floor {floor:.1f} s")
+          f"{rate:.0f} GFLOP/s with BLAS on all cores, {rate_t:.0f} on one thread per core "
+          f"-> floor {floor:.1f} s")
     rounds = []
     for r in range(args.rounds):
         order = ["npvae", "torch"] if r % 2 == 0 else ["torch", "npvae"]
         res = {e: run_worker(e, args.epochs) for e in order if e == "npvae" or not args.no_torch}
+        res["load_average"] = os.getloadavg()[0]     # other processes share the cores?
         rounds.append(res)
         line = f"round {r + 1}: npvae {res['npvae']['fit_seconds']:.2f} s"
         if "torch" in res:
             line += (f", torch {res['torch']['fit_seconds']:.2f} s, ratio "
                      f"{res['npvae']['fit_seconds'] / res['torch']['fit_seconds']:.3f}")
-        print(line, flush=True)
-    rate_end = gemm_rate(cfg)
-    report.update(gemm_gflops=[rate, rate_end], floor_seconds=flops["total"] / max(rate, rate_end)
-                  / 1e9, rounds=rounds)
+        print(f"{line} (load average {res['load_average']:.1f})", flush=True)
+    rates = [rate, rate_t, gemm_rate(cfg), gemm_rate(cfg, per_thread=True)]
+    best_rate = max(rates)
+    cpu_rate = gemm_rate(cfg, per_thread=True, cpu=True)
+    report.update(gemm_gflops=rates, gemm_cpu_gflops=cpu_rate,
+                  floor_seconds=flops["total"] / best_rate / 1e9,
+                  rounds=rounds)
     floor = report["floor_seconds"]
     npv = [r["npvae"]["fit_seconds"] for r in rounds]
-    print(f"\nfloor (best of the two product timings, {max(rate, rate_end):.0f} GFLOP/s): "
-          f"{floor:.1f} s")
+    print(f"\nproducts, GFLOP/s (all-core BLAS, one thread per core; start, end): "
+          + ", ".join(f"{r:.0f}" for r in rates))
+    print(f"floor (best product timing, {best_rate:.0f} GFLOP/s): {floor:.1f} s")
     print(f"npvae fit s:        {spread(npv)}   per epoch {np.median(npv) / args.epochs:.3f} s")
     print(f"npvae GFLOP/s:      {spread([flops['total'] / s / 1e9 for s in npv])}")
     print(f"npvae / floor:      {spread([s / floor for s in npv])}")
+    cpu = [r["npvae"]["cpu_seconds"] / os.cpu_count() for r in rounds]
+    cpu_floor = flops["total"] / cpu_rate / 1e9
+    print(f"npvae CPU s / cores: {spread(cpu)}   (well below the fit: the threads waited, "
+          f"for each other or for other processes)")
+    print(f"  ... / CPU floor:  {spread([c / cpu_floor for c in cpu])}   (CPU floor "
+          f"{cpu_floor:.1f} s: the products at {cpu_rate:.0f} GFLOP/s of thread CPU time; "
+          f"other processes barely move it; idle, fit / floor is this plus the waits)")
     print(f"npvae peak RSS MB:  {spread([r['npvae']['peak_rss_mb'] for r in rounds])}")
     if not args.no_torch:
         tor = [r["torch"]["fit_seconds"] for r in rounds]
@@ -267,6 +282,7 @@ def main(argv=None) -> None:
     phases = {k: np.median([r["npvae"]["phases"][k] for r in rounds])
               for k in rounds[0]["npvae"]["phases"]}
     print("npvae phases (s, median):", {k: round(v, 2) for k, v in phases.items()})
+    print(phase_table(phases, flops["phases"], best_rate))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 

