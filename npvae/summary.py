@@ -3,6 +3,7 @@
     model_outputs(p, x, cfg)                      eval-mode q, mu, cls logits for every image
     predictors(p, cfg, outputs, y_seen)           {name: class probabilities (N, C)}
     summarize(p, cfg, x, y, splits, history, ...) the Summary Metrics (a flat dict)
+    test_rows(p, cfg, x_test, y_test, y, splits, outputs)   the test set's rows, if any
     draw_figures(run_dir, p, cfg, x, y, splits, history)   the eight PNGs at the seed's paths
 
 Both run.py (after training) and `python -m npvae.report RUN_DIR` (from a checkpoint) use
@@ -73,6 +74,47 @@ def label_rows(p: Params, cfg: Config, x, y, splits: Splits, outputs: dict) -> d
         "labeled_train_classes": np.flatnonzero(counts).tolist(),
         "labeled_train_per_class": counts.tolist(),
     }
+
+
+def test_rows(p: Params, cfg: Config, x_test, y_test, y, splits: Splits,
+              outputs: dict) -> dict:
+    """The test set's rows (x_test (M, 784), y_test (M,): the official test files), scored
+    once with the weights the rest of the table uses. Every test image and label is unseen:
+    a predictor that needs labels gets the training labels only (the test rows are appended
+    to the training rows' outputs with label -1, so `predictors` sees exactly what it sees
+    for the held-out rows). y, splits, outputs: the run's N images, as in summarize.
+
+    test_accuracy {predictor: accuracy}; test_nmi, test_ari, test_cluster_accuracy of the
+    components (argmax q); test_loss, test_recon_loss, test_kl_z, test_kl_c: eval-mode terms
+    (weighted as in the loss), in chunks of eval_batch_size like the validation rows."""
+    nan = float("nan")
+    o = model_outputs(p, x_test, cfg)
+    n = len(y)
+    both = {k: np.concatenate([outputs[k], o[k]]) for k in ("q", "mu", "cls_logits")}
+    seen = np.concatenate([B.training_labels(y, splits), np.full(len(y_test), -1)])
+    accuracy = {}
+    for name, probs in predictors(p, cfg, both, seen).items():
+        ok = bool(np.isfinite(probs[n:]).all())
+        accuracy[name] = M.accuracy(probs[n:], y_test) if ok else nan
+    q_ok = bool(np.isfinite(o["q"]).all())
+    nmi, ari = M.clustering_scores(o["q"], y_test) if q_ok else (nan, nan)
+    terms = eval_terms(p, cfg, x_test)
+    return {"test_images": len(y_test), "test_accuracy": accuracy, "test_nmi": nmi,
+            "test_ari": ari,
+            "test_cluster_accuracy": M.cluster_accuracy(o["q"], y_test) if q_ok else nan,
+            "test_loss": terms["loss"], "test_recon_loss": terms["recon"],
+            "test_kl_z": terms["kl_z"], "test_kl_c": terms["kl_c"]}
+
+
+def eval_terms(p: Params, cfg: Config, x) -> dict:
+    """Eval-mode loss terms of unlabeled images x (n, 784) on the fast engine (as the
+    per-epoch validation rows): chunks of eval_batch_size, each weighted by its size / n."""
+    from .fast import FastModel
+    from .fast_gmm import FastGMM
+
+    fast = FastGMM(cfg) if cfg.model == "gmm" else FastModel(cfg)
+    terms, _ = fast.evaluate_split(p, np.asarray(x, dtype=cfg.dtype), np.full(len(x), -1))
+    return terms
 
 
 def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,

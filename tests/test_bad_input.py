@@ -251,6 +251,64 @@ def _npz_no_x(tmp_path):
     return tmp_path / "d.npz"
 
 
+T10K_IMAGES, T10K_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+
+
+def _idx_with_test(tmp_path, images=None, labels=None, image_magic=0x803, which="both"):
+    """A good training pair plus test files (40 images) that may be bad; `which` says
+    which of the two test files to write."""
+    d = _idx(tmp_path)
+    default_images, default_labels = fake_digits(n=40, seed=1)
+    if which in ("both", "images"):
+        write_idx(d / T10K_IMAGES, default_images if images is None else images, image_magic)
+    if which in ("both", "labels"):
+        write_idx(d / T10K_LABELS, default_labels if labels is None else labels)
+    return d
+
+
+def _test_wrong_magic(tmp_path):
+    return _idx_with_test(tmp_path, image_magic=0x801)
+
+
+def _test_counts(tmp_path):
+    return _idx_with_test(tmp_path, labels=fake_digits(n=40)[1][:30])
+
+
+def _test_truncated(tmp_path):
+    d = _idx_with_test(tmp_path)
+    _cut(d / T10K_IMAGES, 16 + 500)
+    return d
+
+
+def _test_images_only(tmp_path):
+    return _idx_with_test(tmp_path, which="images")
+
+
+def _test_labels_only(tmp_path):
+    return _idx_with_test(tmp_path, which="labels")
+
+
+def _test_label_12(tmp_path):
+    return _idx_with_test(tmp_path, labels=_with(fake_digits(n=40)[1], 3, 12))
+
+
+def _npz_x_test_only(tmp_path):
+    return _npz(tmp_path, x_test=np.zeros((5, 784), np.float32))
+
+
+def _npz_y_test_only(tmp_path):
+    return _npz(tmp_path, y_test=np.zeros(5, np.int64))
+
+
+def _npz_test_counts(tmp_path):
+    return _npz(tmp_path, x_test=np.zeros((5, 784), np.float32), y_test=np.zeros(4, np.int64))
+
+
+def _npz_test_nan(tmp_path):
+    return _npz(tmp_path, x_test=_with(np.zeros((5, 784), np.float32), 7, np.nan),
+                y_test=np.zeros(5, np.int64))
+
+
 def _npz_not_zip(tmp_path):
     (tmp_path / "d.npz").write_bytes(gzip.compress(b"not a zip"))
     return tmp_path / "d.npz"
@@ -281,6 +339,16 @@ def _npz_not_zip(tmp_path):
     (_npz_label_fraction, ["non-integer", "integers 0..9"]),
     (_npz_no_x, ["'images', 'y'", "arrays 'x'"]),
     (_npz_not_zip, ["not a readable .npz", "not a zip file"]),
+    (_test_wrong_magic, [T10K_IMAGES, "magic number 0x00000801", "0x00000803"]),
+    (_test_counts, [T10K_IMAGES, T10K_LABELS, "40 images", "30 labels", "same count"]),
+    (_test_truncated, [T10K_IMAGES, "truncated", "31360 bytes"]),
+    (_test_images_only, [T10K_IMAGES, "no partner", T10K_LABELS, "both t10k files"]),
+    (_test_labels_only, [T10K_LABELS, "no partner", T10K_IMAGES, "both t10k files"]),
+    (_test_label_12, ["test files", "..12", "0..9"]),
+    (_npz_x_test_only, ["has x_test but no y_test", "or neither"]),
+    (_npz_y_test_only, ["has y_test but no x_test", "or neither"]),
+    (_npz_test_counts, ["(x_test, y_test)", "5 images but 4 labels"]),
+    (_npz_test_nan, ["(x_test, y_test)", "NaN or inf"]),
 ], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
 def test_bad_data(tmp_path, make, words):
     path = make(tmp_path)

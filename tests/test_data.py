@@ -1,29 +1,16 @@
 """Tests for npvae.data: the three loaders, their error messages, and the spec's splits."""
 from __future__ import annotations
 
-import gzip
-import struct
 
 import numpy as np
 import pytest
 
 from npvae.data import (DataError, Splits, load_digits, make_splits, subsample,
                         visible_labels)
+from npvae.idx import write_idx
 
 IMAGES = "train-images-idx3-ubyte"
 LABELS = "train-labels-idx1-ubyte"
-
-
-def write_idx(path, array, magic, gz=False):
-    """Write a uint8 array as an IDX file (big-endian magic, then one int32 per dimension)."""
-    raw = struct.pack(">i", magic) + struct.pack(f">{array.ndim}i", *array.shape)
-    raw += np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        path.write_bytes(gzip.compress(raw))
-    else:
-        path.write_bytes(raw)
-    return path
 
 
 def fake_digits(n=7, side=28, seed=0):
