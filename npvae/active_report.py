@@ -79,7 +79,9 @@ def goal(rows: list[dict], strategies, baseline: str = "random") -> dict:
     target = stats[baseline][top]["mean"]
     reach = {s: next((n for n, c in stats[s].items() if c["mean"] >= target), None)
              for s in strategies if s != baseline}
-    half = top // 2
+    # compared at the largest label count measured within half the budget (50 of 100; with
+    # rounds that skip top // 2 itself, e.g. 10, 20, 30, the count below it)
+    half = max((n for n in stats[baseline] if n <= top // 2), default=top // 2)
     best = max(reach, key=lambda s: stats[s].get(half, {"mean": -1})["mean"], default=None)
     met = any(n is not None and n <= half for n in reach.values())
     acc = {(r["seed"], r["strategy"], r["labels"]): r["accuracy"] for r in rows}

@@ -12,7 +12,7 @@ import pytest
 
 from npvae import query as Q
 from npvae.active import main
-from npvae.active_report import MergeError, merge, read_rows, rerender
+from npvae.active_report import MergeError, goal, merge, read_rows, rerender
 from npvae.active_loop import Options, initial_labels, run, simulated, train_model
 from npvae.annotate import Annotator
 from npvae.config import Config
@@ -216,6 +216,18 @@ def test_merge_joins_runs_of_other_strategies_only_when_their_first_models_agree
     b.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
     with pytest.raises(MergeError, match="first model"):
         merge(tmp_path / "ab2", [tmp_path / "a", tmp_path / "b"])
+
+
+def test_goal_compares_at_the_largest_measured_count_within_half_the_budget():
+    # rounds at 10, 20, 30 labels: half the budget (15) is not measured, 10 is
+    acc = {("random", 10): 0.3, ("random", 20): 0.5, ("random", 30): 0.6,
+           ("typical", 10): 0.3, ("typical", 20): 0.7, ("typical", 30): 0.8}
+    rows = [{"seed": seed, "strategy": s, "labels": n, "accuracy": a + 0.01 * seed}
+            for seed in (1, 2) for (s, n), a in acc.items()]
+    g = goal(rows, ["random", "typical"])
+    assert (g["labels"], g["half"]) == (30, 10)
+    assert g["reach"] == {"typical": 20} and g["met"] is False
+    assert g["best_at_half"] == "typical" and g["seeds_above"] == (0, 2)
 
 
 def test_bad_values_are_refused(tmp_path, capsys):
