@@ -116,10 +116,14 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
     asked[y_known >= 0] = True
     model = start
     name, probs, q, mu = scores(model.params, cfg, x, y_known)
-    rounds = [{"round": 0, "labels": int((y_known >= 0).sum()), "predictor": name,
-               "accuracy": heldout_accuracy(probs, y_eval, splits.val),
-               "queried": np.flatnonzero(y_known >= 0), "revealed": y_known[y_known >= 0],
-               "seconds": start.seconds}]
+
+    def row(queried, revealed, seconds) -> dict:
+        return {"round": len(rounds), "labels": int((y_known >= 0).sum()), "predictor": name,
+                "accuracy": heldout_accuracy(probs, y_eval, splits.val), "queried": queried,
+                "revealed": revealed, "seconds": seconds}
+
+    rounds: list[dict] = []
+    rounds.append(row(np.flatnonzero(y_known >= 0), y_known[y_known >= 0], start.seconds))
     if on_round:
         on_round(rounds[-1])
     while (count := int((y_known >= 0).sum())) < opt.budget:
@@ -128,8 +132,7 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
         _check_query(idx, pool, asked, want)
         if idx.size == 0:
             break                                       # nothing left to ask
-        labels = reveal(idx)
-        labels = np.asarray(labels, np.int64)
+        labels = np.asarray(reveal(idx), np.int64)
         asked[idx] = True
         y_known[idx] = labels                           # -1 stays unknown: skipped
         if getattr(reveal, "stopped", False):
@@ -139,10 +142,7 @@ def run(cfg: Config, x, y_eval, splits, strategy: str, opt: Options, reveal, y_k
                             opt.init_epochs if opt.retrain else opt.round_epochs,
                             None if opt.retrain else model)
         name, probs, q, mu = scores(model.params, cfg, x, y_known)
-        rounds.append({"round": len(rounds), "labels": int((y_known >= 0).sum()),
-                       "predictor": name, "accuracy": heldout_accuracy(probs, y_eval, splits.val),
-                       "queried": idx, "revealed": labels,
-                       "seconds": time.perf_counter() - t0})
+        rounds.append(row(idx, labels, time.perf_counter() - t0))
         if on_round:
             on_round(rounds[-1])
     rounds[-1]["params"] = model.params

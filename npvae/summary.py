@@ -109,11 +109,9 @@ def test_rows(p: Params, cfg: Config, x_test, y_test, y, splits: Splits,
 def eval_terms(p: Params, cfg: Config, x) -> dict:
     """Eval-mode loss terms of unlabeled images x (n, 784) on the fast engine (as the
     per-epoch validation rows): chunks of eval_batch_size, each weighted by its size / n."""
-    from .fast import FastModel
-    from .fast_gmm import FastGMM
+    from .train import fast_engine
 
-    fast = FastGMM(cfg) if cfg.model == "gmm" else FastModel(cfg)
-    terms, _ = fast.evaluate_split(p, np.asarray(x, dtype=cfg.dtype), np.full(len(x), -1))
+    terms, _ = fast_engine(cfg).evaluate_split(p, np.asarray(x, dtype=cfg.dtype), np.full(len(x), -1))
     return terms
 
 

@@ -160,9 +160,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         best_loss, best_epoch, seconds = state.best_loss, state.best_epoch, state.fit_seconds
         first_epoch, first_step, order = state.epoch, state.step, state.order
     diverged, halt = "", None                           # halt: (epoch, step) to resume at
-    fast = None
-    if engine == "fast":
-        fast = FastGMM(cfg) if cfg.model == "gmm" else FastModel(cfg)
+    fast = fast_engine(cfg) if engine == "fast" else None
     pool = np.flatnonzero(ytr >= 0)                     # labeled training rows
     extra = cfg.labeled_per_batch if pool.size else 0   # added to every batch
     xbuf = np.empty((cfg.batch_size + extra, cfg.input_dim), dtype)
@@ -256,6 +254,11 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         paused = _state(p, opt, rngs, halt, order, best, best_loss, best_epoch, history, seconds)
     return FitResult(p, best, history, len(history["epoch"]), seconds, best_epoch, stopped,
                      opt, diverged, halt is not None, paused)
+
+
+def fast_engine(cfg: Config):
+    """The fast engine of cfg's model: FastGMM for model gmm, else FastModel."""
+    return FastGMM(cfg) if cfg.model == "gmm" else FastModel(cfg)
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:
