@@ -25,7 +25,6 @@ queries/<strategy>_seed<S>.png.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import ConfigError
 from .data import DataError, load_data
 from .fileio import write_text
-from .threads import THREADS_ENV, available_cores
+from .threads import available_cores, process_share
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,15 +178,8 @@ def experiment(cfgs, opt: Options, strategies, out: Path, jobs=None, command=Non
 
 def _worker(fn, threads, *args):
     """fn(*args) in a worker process with `threads` threads for the engine and BLAS."""
-    from threadpoolctl import threadpool_limits
-
-    old = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(threads)
-    try:
-        with threadpool_limits(threads, user_api="blas"):
-            return fn(*args)
-    finally:            # (--jobs 1 runs in this process: leave its environment as it was)
-        os.environ.pop(THREADS_ENV) if old is None else os.environ.update({THREADS_ENV: old})
+    with process_share(threads):      # (--jobs 1 runs in this process: restored after)
+        return fn(*args)
 
 
 def _first_model(cfg, opt: Options):

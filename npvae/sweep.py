@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
 import re
 import sys
 import time
@@ -44,7 +43,7 @@ from .cli import add_config_flags, add_preset_flag, config_from_args
 from .config import Config, ConfigError
 from .data import DataError, load_data
 from .rundir import FolderInUse, RunLock
-from .threads import THREADS_ENV, available_cores
+from .threads import available_cores, process_share
 
 FIELDS = [f.name for f in fields(Config)]
 
@@ -134,24 +133,17 @@ def run_one(argv: list[str], run_dir: str, log_path: str, threads: int) -> dict:
     """One grid point, in a worker process: npvae.run.main with the point's flags (its
     output to the log), then the baselines on its split. Never raises: a failure is in the
     returned dict's status and error."""
-    from threadpoolctl import threadpool_limits
-
     from .baselines import BASELINES
 
-    old = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(threads)
     t0 = time.perf_counter()
     row = {"status": "ok", "error": ""}
-    try:
-        with open(log_path, "w") as log, contextlib.redirect_stdout(log), \
-                contextlib.redirect_stderr(log), threadpool_limits(threads, user_api="blas"):
-            try:
-                code = runner.main([*argv, "--out", run_dir, "--no-progress"])
-            except BaseException:                         # noqa: BLE001 - reported in its row
-                traceback.print_exc()
-                code = None
-    finally:
-        os.environ.pop(THREADS_ENV) if old is None else os.environ.update({THREADS_ENV: old})
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log), process_share(threads):
+        try:
+            code = runner.main([*argv, "--out", run_dir, "--no-progress"])
+        except BaseException:                             # noqa: BLE001 - reported in its row
+            traceback.print_exc()
+            code = None
     row["seconds"] = time.perf_counter() - t0
     if code != 0:
         lines = Path(log_path).read_text().strip().splitlines() or ["(no output)"]

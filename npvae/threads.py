@@ -8,13 +8,15 @@ OpenBLAS's idle worker threads spin and would take the cores from ours.
     split(n, T)                  contiguous ranges of n rows or columns, one per thread
     team.run(fn, items)          fn(t, item, barrier) on thread t, results in thread order
     blas_single_thread(T)        a context: BLAS on one thread while T > 1 of ours run
+    process_share(threads)       a context: this process's share of the cores ($NPVAE_THREADS
+                                 and the BLAS limit), for sweep and active-learning workers
 """
 from __future__ import annotations
 
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 from threadpoolctl import ThreadpoolController
 
@@ -56,6 +58,21 @@ def blas_single_thread(T: int):
     if _BLAS is None:
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")
+
+
+@contextmanager
+def process_share(threads: int):
+    """While active, this process runs with `threads` threads: $NPVAE_THREADS for the fast
+    engine and a BLAS limit; both as they were afterwards (a worker may be the caller)."""
+    from threadpoolctl import threadpool_limits
+
+    old = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    try:
+        with threadpool_limits(threads, user_api="blas"):
+            yield
+    finally:
+        os.environ.pop(THREADS_ENV) if old is None else os.environ.update({THREADS_ENV: old})
 
 
 class Team:
