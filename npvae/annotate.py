@@ -24,20 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from .active_loop import Options, initial_labels, run, train_model
-from .data import _validate, load_data, make_splits, subsample
+from .data import _npz_arrays, _validate, load_data, make_splits, subsample
 
 
 def load_images(cfg):
     """x, y (None for a .npz without labels) and the splits, as load_data gives them."""
     path = Path(cfg.data) if cfg.data else None
     if path is not None and path.suffix == ".npz" and zipfile.is_zipfile(path):
-        with np.load(path, allow_pickle=False) as archive:
-            if "x" in archive.files and "y" not in archive.files:
-                x = archive["x"]
-                x, _ = _validate(x, np.zeros(len(x), np.int64), str(path))
-                x, _ = subsample(x, np.zeros(len(x)), cfg.num_samples, cfg.seed)
-                return x, None, make_splits(len(x), min(cfg.num_labeled, len(x)), cfg.seed,
-                                            cfg.val_fraction)
+        arrays, _ = _npz_arrays(path, ("x", "y"))      # the loader's reading and its errors
+        if "x" in arrays and "y" not in arrays:
+            x, _ = _validate(arrays["x"], np.zeros(len(arrays["x"]), np.int64), str(path))
+            x, _ = subsample(x, np.zeros(len(x)), cfg.num_samples, cfg.seed)
+            return x, None, make_splits(len(x), min(cfg.num_labeled, len(x)), cfg.seed,
+                                        cfg.val_fraction)
     return load_data(cfg)
 
 
