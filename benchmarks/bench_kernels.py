@@ -2,7 +2,7 @@
 default run (float32: B = 128 images, K = 10 components, D = 784 pixels, 491k parameters),
 then each fused kernel's time as a share of a training step and of an evaluation chunk.
 
-    python benchmarks/bench_kernels.py [--repeat 200] [--steps 300]
+    python benchmarks/bench_kernels.py [--repeat 200] [--steps 300] [--fixed 1000]
 
 Per call: the median and the best time of both, and the speed-up (median over median).
 Share of a step: real training steps of the default run (FastModel.loss_and_grads, the
@@ -12,6 +12,13 @@ threads do the same work on their own rows at the same time, so thread 0's time 
 step's). The rest is Python, small NumPy operations and the hand-overs to the threads.
 The kernels' compiled code comes from Numba's on-disk cache; the first call (compilation or
 cache load) is made before timing and not counted.
+
+Fixed cost (--fixed N): the same training step and evaluation, with the default run's K,
+batch sizes and threads, but every layer 8 wide and 16 pixels, so that products and kernels
+take next to nothing: what is left is what every step pays whatever the host's arithmetic
+speed (Python, NumPy's and Numba's call overheads, hand-overs between threads, their waits
+for the GIL). It is printed as a share of the real step and chunk measured before it: on a
+host whose products are fast, this share is what keeps the fit away from the floor.
 """
 from __future__ import annotations
 
@@ -107,9 +114,10 @@ class _Barrier(threading.Barrier):
         return self.timer.wrap("barrier waits", super().wait)(timeout)
 
 
-def step_shares(steps: int) -> None:
+def step_shares(steps: int) -> dict:
     """Training steps and evaluation chunks of the default run, thread 0's time split by
-    kernel, products, barrier waits and the rest; printed per step / chunk and as shares."""
+    kernel, products, barrier waits and the rest; printed per step / chunk and as shares.
+    Returns the seconds per step and per T chunks at once: {"step": s, "chunks": s}."""
     cfg = Config()
     x, y = load_digits()
     s = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
@@ -119,7 +127,7 @@ def step_shares(steps: int) -> None:
     p = init_params(cfg, rng)
     g, opt, decay = p.zeros_like(), AdamState.zeros(p.flat), p.layout.decay_mask()
     model = fast.FastModel(cfg)
-    saved = fast.kern, fast.np
+    saved, per = (fast.kern, fast.np), {}
     try:
         for label, n in (("training step", steps), ("evaluation chunk", max(10, steps // 3))):
             timer = _Timed()
@@ -144,6 +152,7 @@ def step_shares(steps: int) -> None:
                     model.evaluate_split(p, xb, yb)
                 wall.append(time.perf_counter() - t)
             wall = float(np.sum(wall[5:])) / n       # seconds per step / per T chunks
+            per["step" if label[0] == "t" else "chunks"] = wall
             what = "step" if label[0] == "t" else f"{T} chunks at once, one per thread"
             print(f"\n{label}s (default run, {T} threads): {wall * 1e3:.2f} ms per {what}; "
                   f"thread 0's time in each part:")
@@ -156,12 +165,50 @@ def step_shares(steps: int) -> None:
     finally:
         fast.kern, fast.np = saved
         model.team.barriers = {}
+    return per
+
+
+def narrow(cfg: Config) -> Config:
+    """cfg with every layer 8 wide and 16 pixels (products and kernels next to free); K,
+    batch sizes, depth and everything else as in cfg."""
+    return cfg.replace(hidden_dims=(8,) * len(cfg.hidden_dims),
+                       decoder_dims=(8,) * len(cfg.decoder_dims),
+                       classifier_dims=(8,) * len(cfg.classifier_dims), input_dim=16,
+                       embed_dim=4, pathway_dim=4).validate()
+
+
+def fixed_costs(steps: int, real: dict | None = None) -> dict:
+    """Seconds per training step (gradient, norm, AdamW) and per T evaluation chunks at
+    once, of the default run narrowed (`narrow`); printed, with their shares of `real`
+    (step_shares' result) when given."""
+    cfg = narrow(Config())
+    rng = np.random.default_rng(0)
+    B, T = cfg.batch_size, fast.FastModel(cfg).team.size
+    x = rng.random((B * T, cfg.input_dim)).astype(np.float32)
+    y = np.full(B * T, -1)
+    y[::40] = rng.integers(0, cfg.num_classes, y[::40].size)    # ~3 labeled rows per batch
+    p = init_params(cfg, rng)
+    g, opt, decay = p.zeros_like(), AdamState.zeros(p.flat), p.layout.decay_mask()
+    model = fast.FastModel(cfg)
+    noise = draw_noise(cfg, B, rng)
+    calls = {"step": lambda: (model.loss_and_grads(p, x[:B], y[:B], noise, g),
+                              fast.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)),
+             "chunks": lambda: model.evaluate_split(p, x, y)}
+    out = {k: time_calls(fn, (), steps)[0] for k, fn in calls.items()}
+    print(f"\nfixed cost ({T} threads; the default run's K, batch sizes and depth, every layer "
+          f"8 wide): what a step and an evaluation pay whatever the arithmetic")
+    for k, what in (("step", "training step"), ("chunks", f"{T} evaluation chunks at once")):
+        share = f" = {out[k] / real[k]:.1%} of the default run's" if real and k in real else ""
+        print(f"{what:28s} {out[k] * 1e3:7.3f} ms{share}")
+    return out
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=200, help="timed calls per kernel")
     ap.add_argument("--steps", type=int, default=300, help="timed training steps (0: none)")
+    ap.add_argument("--fixed", type=int, default=1000,
+                    help="timed steps of the narrowed model, the fixed cost (0: none)")
     args = ap.parse_args(argv)
     cases = real_shapes(Config(), np.random.default_rng(0))
     print(host.one_line(host.describe()))
@@ -173,8 +220,9 @@ def main(argv=None) -> None:
         shape = "x".join(map(str, a[0].shape))
         print(f"{name:16s} {shape:>12s} {med_k * 1e3:10.3f} {best_k * 1e3:8.3f} "
               f"{med_n * 1e3:10.3f} {best_n * 1e3:8.3f} {med_n / med_k:8.1f}x")
-    if args.steps:
-        step_shares(args.steps)
+    real = step_shares(args.steps) if args.steps else None
+    if args.fixed:
+        fixed_costs(args.fixed, real)
 
 
 if __name__ == "__main__":
