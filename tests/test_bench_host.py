@@ -2,6 +2,8 @@
 width read from CPU flags and from what Numba compiles for, and the FLOP count per phase."""
 from __future__ import annotations
 
+import dataclasses
+
 import numba
 import pytest
 
@@ -41,3 +43,26 @@ def test_phase_flops_add_up_to_the_documented_totals():
                  for k, v in f["phases"].items()}
     assert per_image["forward"] == per_image["evaluation"] == f["eval_per_image"]
     assert 1.9 < per_image["backward"] / per_image["forward"] < 2
+
+
+WIDTHS = ("hidden_dims", "decoder_dims", "classifier_dims", "input_dim", "embed_dim",
+          "pathway_dim")
+
+
+def test_the_fixed_cost_probe_narrows_only_the_widths(capsys):
+    """bench_kernels.py --fixed times the default run's step and evaluation with every layer
+    narrowed: K, batch sizes, depth, threads and everything else stay the default run's, so
+    that what it times is what every default step pays besides its arithmetic."""
+    from benchmarks.bench_kernels import fixed_costs, narrow
+    cfg, small = Config(), narrow(Config())
+    for f in dataclasses.fields(Config):
+        if f.name not in WIDTHS:
+            assert getattr(small, f.name) == getattr(cfg, f.name), f.name
+    for name in WIDTHS[:3]:
+        assert len(getattr(small, name)) == len(getattr(cfg, name))
+        assert max(getattr(small, name)) <= 8 < min(getattr(cfg, name))
+    assert small.input_dim == 16 < cfg.input_dim
+    out = fixed_costs(2, {"step": 1.0})
+    assert out.keys() == {"step", "chunks"} and all(v > 0 for v in out.values())
+    printed = capsys.readouterr().out
+    assert f"{out['step'] / 1.0:.1%} of the default run's" in printed
