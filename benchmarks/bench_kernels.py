@@ -17,8 +17,9 @@ Fixed cost (--fixed N): the same training step and evaluation, with the default 
 batch sizes and threads, but every layer 8 wide and 16 pixels, so that products and kernels
 take next to nothing: what is left is what every step pays whatever the host's arithmetic
 speed (Python, NumPy's and Numba's call overheads, hand-overs between threads, their waits
-for the GIL). It is printed as a share of the real step and chunk measured before it: on a
-host whose products are fast, this share is what keeps the fit away from the floor.
+for the GIL). It is printed as a share of the real step and chunk measured before it. On a
+host whose products are fast it is, with the kernels and the small products, what keeps the
+fit away from the floor (benchmarks/README.md, "A second look at the same host").
 """
 from __future__ import annotations
 
@@ -183,13 +184,13 @@ def fixed_costs(steps: int, real: dict | None = None) -> dict:
     (step_shares' result) when given."""
     cfg = narrow(Config())
     rng = np.random.default_rng(0)
-    B, T = cfg.batch_size, fast.FastModel(cfg).team.size
+    model = fast.FastModel(cfg)
+    B, T = cfg.batch_size, model.team.size
     x = rng.random((B * T, cfg.input_dim)).astype(np.float32)
     y = np.full(B * T, -1)
-    y[::40] = rng.integers(0, cfg.num_classes, y[::40].size)    # ~3 labeled rows per batch
-    p = init_params(cfg, rng)
+    y[::90] = rng.integers(0, cfg.num_classes, y[::90].size)    # 2 labeled rows a batch, as
+    p = init_params(cfg, rng)                                   # the default run's ~1.4
     g, opt, decay = p.zeros_like(), AdamState.zeros(p.flat), p.layout.decay_mask()
-    model = fast.FastModel(cfg)
     noise = draw_noise(cfg, B, rng)
     calls = {"step": lambda: (model.loss_and_grads(p, x[:B], y[:B], noise, g),
                               fast.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)),
