@@ -185,16 +185,16 @@ def fixed_costs(steps: int, real: dict | None = None) -> dict:
     cfg = narrow(Config())
     rng = np.random.default_rng(0)
     model = fast.FastModel(cfg)
-    B, T = cfg.batch_size, model.team.size
-    x = rng.random((B * T, cfg.input_dim)).astype(np.float32)
-    y = np.full(B * T, -1)
+    B, E, T = cfg.batch_size, cfg.eval_batch_size, model.team.size
+    x = rng.random((max(B, E * T), cfg.input_dim)).astype(np.float32)   # a batch; T chunks
+    y = np.full(x.shape[0], -1)
     y[::90] = rng.integers(0, cfg.num_classes, y[::90].size)    # 2 labeled rows a batch, as
     p = init_params(cfg, rng)                                   # the default run's ~1.4
     g, opt, decay = p.zeros_like(), AdamState.zeros(p.flat), p.layout.decay_mask()
     noise = draw_noise(cfg, B, rng)
     calls = {"step": lambda: (model.loss_and_grads(p, x[:B], y[:B], noise, g),
                               fast.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)),
-             "chunks": lambda: model.evaluate_split(p, x, y)}
+             "chunks": lambda: model.evaluate_split(p, x[:E * T], y[:E * T])}
     out = {k: time_calls(fn, (), steps)[0] for k, fn in calls.items()}
     print(f"\nfixed cost ({T} threads; the default run's K, batch sizes and depth, every layer "
           f"8 wide): what a step and an evaluation pay whatever the arithmetic")
