@@ -14,9 +14,17 @@ from npvae.summary import label_rows, model_outputs, predictors
 
 # The lead's independent check (issue 10 brief): embedded digits, 50 labels, held-out = the
 # validation split. LabelSpreading(knn, 10) and the labeled-only logistic regression. Two of
-# them are checked (each takes ~2 s); 42 is the one where the row order moves LBFGS by an image.
+# them are checked (each takes ~2 s).
 REFERENCE = {42: (0.766, 0.658), 43: (0.734, 0.628), 44: (0.812, 0.710), 45: (0.732, 0.600),
              46: (0.762, 0.658)}
+# Both fits run on float32 pixels through BLAS, whose kernels differ between CPUs: LBFGS's
+# path, and the kNN graph's ties, can move a held-out image or two (seed 42's logistic
+# regression is 0.656 on some Zen 4 hosts and in float64, 0.658 elsewhere). So the figures are
+# pinned to 3 of the 500 held-out images. Each bug we could think of moves them further, by
+# 6-24 images on one of the two seeds: the logistic regression fit on every labeled image,
+# held-out ones included (+14/+17), on 50 other training images (-25/-49), with C=0.1 (-13/-6);
+# LabelSpreading fit on the held-out pixels too (+10/+12), with 7 neighbours (-1/-20).
+IMAGES = 3 / 500
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +56,9 @@ def test_baselines_reproduce_the_reference_check(all_digits, seed):
     x, y = all_digits
     splits = make_splits(len(y), 50, seed)
     ls, lr = REFERENCE[seed]
-    assert B.label_spreading(x, y, splits) == pytest.approx(ls, abs=5e-4)
-    assert B.logistic_regression(x, y, splits) == pytest.approx(lr, abs=5e-4)
+    assert len(splits.val) == 500
+    assert B.label_spreading(x, y, splits) == pytest.approx(ls, abs=IMAGES)
+    assert B.logistic_regression(x, y, splits) == pytest.approx(lr, abs=IMAGES)
     nn = B.nearest_neighbour(x, y, splits)
     assert 0.5 < nn < ls                                      # issue 10: 1-NN ~0.63
 
