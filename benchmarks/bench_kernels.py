@@ -1,4 +1,4 @@
-"""Each Numba kernel of npvae/kernels.py against its NumPy twin, per call, at the shapes of the
+"""Each Numba kernel of npvae/engine/kernels/ against its NumPy twin, per call, at the shapes of the
 default run (float32: B = 128 images, K = 10 components, D = 784 pixels, 491k parameters),
 then each fused kernel's time as a share of a training step and of an evaluation chunk.
 
@@ -7,7 +7,7 @@ then each fused kernel's time as a share of a training step and of an evaluation
 Per call: the median and the best time of both, and the speed-up (median over median).
 Share of a step: real training steps of the default run (FastModel.loss_and_grads, the
 gradient's norm, AdamW) on the default batch, with every kernel call, every BLAS product of
-npvae/fast.py and every barrier wait timed on the calling thread (thread 0; the other
+npvae/engine/mixture.py and every barrier wait timed on the calling thread (thread 0; the other
 threads do the same work on their own rows at the same time, so thread 0's time is the
 step's). The rest is Python, small NumPy operations and the hand-overs to the threads.
 The kernels' compiled code comes from Numba's on-disk cache; the first call (compilation or
@@ -32,12 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from npvae import Config, kernels as kk  # noqa: E402  (before numpy: npvae/blas.py)
+from npvae import Config
+from npvae.engine import kernels as kk  # noqa: E402  (before numpy: npvae/engine/blas.py)
 import numpy as np  # noqa: E402
-from npvae import draw_noise, fast, init_params  # noqa: E402
-from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
-from npvae.optim import AdamState  # noqa: E402
-from npvae.params import Layout  # noqa: E402
+from npvae import draw_noise, init_params  # noqa: E402
+from npvae.engine import mixture as fast  # noqa: E402
+from npvae.engine import optim as fast_optim  # noqa: E402
+from npvae.training.data import load_digits, make_splits, visible_labels  # noqa: E402
+from npvae.core.optim import AdamState  # noqa: E402
+from npvae.core.params import Layout  # noqa: E402
 from benchmarks import host  # noqa: E402
 
 
@@ -99,7 +102,7 @@ class _Timed:
 
 
 class _NumPy(SimpleNamespace):
-    """numpy for npvae/fast.py, its matmul timed."""
+    """numpy for npvae/engine/mixture.py, its matmul timed."""
 
     def __init__(self, timer: _Timed):
         super().__init__(matmul=timer.wrap("products", np.matmul))
@@ -133,6 +136,7 @@ def step_shares(steps: int) -> dict:
         for label, n in (("training step", steps), ("evaluation chunk", max(10, steps // 3))):
             timer = _Timed()
             fast.kern = SimpleNamespace(**{k: timer.wrap(k, getattr(kk, k)) for k in kk.NAMES})
+            fast_optim.kern = fast.kern
             fast.np = _NumPy(timer)
             _Barrier.timer = timer
             T = model.team.size
@@ -148,7 +152,7 @@ def step_shares(steps: int) -> dict:
                 t = time.perf_counter()
                 if label[0] == "t":
                     model.loss_and_grads(p, xb, yb, noise, g)
-                    fast.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)
+                    fast_optim.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)
                 else:
                     model.evaluate_split(p, xb, yb)
                 wall.append(time.perf_counter() - t)
@@ -165,6 +169,7 @@ def step_shares(steps: int) -> dict:
             print(f"{'rest':16s} {'':6s} {rest * 1e3:8.3f} {rest / wall:7.1%}")
     finally:
         fast.kern, fast.np = saved
+        fast_optim.kern = saved[0]
         model.team.barriers = {}
     return per
 
@@ -193,7 +198,7 @@ def fixed_costs(steps: int, real: dict | None = None) -> dict:
     g, opt, decay = p.zeros_like(), AdamState.zeros(p.flat), p.layout.decay_mask()
     noise = draw_noise(cfg, B, rng)
     calls = {"step": lambda: (model.loss_and_grads(p, x[:B], y[:B], noise, g),
-                              fast.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)),
+                              fast_optim.adamw_step_fast(p.flat, g.flat, opt, decay, cfg)),
              "chunks": lambda: model.evaluate_split(p, x[:E * T], y[:E * T])}
     out = {k: time_calls(fn, (), steps)[0] for k, fn in calls.items()}
     print(f"\nfixed cost ({T} threads; the default run's K, batch sizes and depth, every layer "

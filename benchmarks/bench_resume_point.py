@@ -1,5 +1,5 @@
-"""What the per-epoch resume point (checkpoints/resume.npz, npvae/checkpoint.py ResumeWriter)
-costs the default run.
+"""What the per-epoch resume point (checkpoints/resume.npz, npvae/training/checkpoint.py
+ResumeWriter) costs the default run.
 
     python benchmarks/bench_resume_point.py [--pairs 40] [--epochs 5]     # in one process
     python benchmarks/bench_resume_point.py --cli [--pairs 4] [--epochs 50]   # fresh processes
@@ -8,10 +8,10 @@ costs the default run.
    at every epoch end and without, alternately (the order flips each pair). On a shared,
    noisy machine the difference within a pair, run back to back, is steadier than the
    difference of two medians, and many short pairs steadier than a few long ones (the cost
-   per epoch is the same in a 5-epoch fit as in a 50-epoch one). Also measured: the time the training thread spends in
-   ResumeWriter.submit (copying the state) and the CPU time of the background writer,
-   whose sum per epoch bounds the cost from above (if every writer cycle were taken from
-   training).
+   per epoch is the same in a 5-epoch fit as in a 50-epoch one). Also measured: the time the
+   training thread spends in ResumeWriter.submit (copying the state) and the CPU time of the
+   background writer, whose sum per epoch bounds the cost from above (if every writer cycle were
+   taken from training).
 2. --cli: `python -m npvae.run --K 10` in fresh processes, with and without
    `--no-resume-point`; fit_seconds from run.json.
 """
@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def paired(pairs: int, epochs: int) -> dict:
-    from npvae import Config, checkpoint
-    from npvae.data import load_data, visible_labels
-    from npvae.train import fit
+    from npvae import Config
+    from npvae.training import checkpoint
+    from npvae.training.data import load_data, visible_labels
+    from npvae.training.loop import fit
 
     cfg = Config(epochs=epochs)
     x, y, s = load_data(cfg)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from npvae import Config  # noqa: E402  (npvae before numpy: its BLAS choice, as in a run)
 import numpy as np  # noqa: E402
-from npvae.idx import (IDX_IMAGES_NAME, IDX_LABELS_NAME, IDX_TEST_IMAGES_NAME,  # noqa: E402
+from npvae.training.idx import (IDX_IMAGES_NAME, IDX_LABELS_NAME, IDX_TEST_IMAGES_NAME,  # noqa: E402
                        IDX_TEST_LABELS_NAME, write_idx)
 
 TRAIN_SHIFTS = [(0, 0), (0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1),
@@ -64,7 +64,7 @@ def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def write_scale_data(folder) -> Path:
     """The 60,000 + 10,000 shifted digits as IDX files in folder (see the module docstring);
     files already there are kept. Returns the folder."""
-    from npvae.data import load_digits
+    from npvae.training.data import load_digits
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,8 +83,8 @@ def npvae_worker(data: str, n: int, K: int, epochs: int) -> dict:
     """The whole `python -m npvae.run` in this process; per-epoch evaluation timed by
     wrapping the fast engine's evaluate_split (the report's test rows call it once more,
     after the fit; those seconds are in report_seconds)."""
-    from npvae import fast
-    from npvae.run import main
+    from npvae.engine import mixture as fast
+    from npvae.runs.runner import main
 
     spent = []                            # seconds of each evaluate_split call, in order
     real = fast.FastModel.evaluate_split
@@ -115,7 +115,7 @@ def npvae_worker(data: str, n: int, K: int, epochs: int) -> dict:
 
 def torch_worker(data: str, n: int, K: int, epochs: int) -> dict:
     from benchmarks.torch_ref import train_torch
-    from npvae.data import load_data, visible_labels
+    from npvae.training.data import load_data, visible_labels
 
     cfg = Config(data=data, num_samples=n, K=K, epochs=epochs)
     x, y, s = load_data(cfg)

@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # npvae before numpy: the floor's products then run on the BLAS kernels npvae runs on
-# (npvae/blas.py), as in the workers and in `python -m npvae.run`
+# (npvae/engine/blas.py), as in the workers and in `python -m npvae.run`
 from npvae import Config  # noqa: E402
 import numpy as np  # noqa: E402
-from npvae.data import load_digits, make_splits, visible_labels  # noqa: E402
+from npvae.training.data import load_digits, make_splits, visible_labels  # noqa: E402
 from benchmarks import host  # noqa: E402
 from benchmarks.host import gemm_rate  # noqa: E402
 
@@ -85,7 +85,7 @@ def worker(engine: str, epochs: int) -> dict:
         fit = train_torch(cfg, *data, threads=os.cpu_count())
         return {"fit_seconds": sum(fit.epoch_seconds), "steps": sum(fit.step_seconds),
                 "eval": sum(fit.eval_seconds), "torch_threads": torch.get_num_threads()}
-    from npvae.train import fit
+    from npvae.training.loop import fit
     prof: dict = {}
     t, cpu = time.perf_counter(), time.process_time()
     result = fit(cfg, *data, progress=False, profile=prof)
@@ -113,7 +113,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"""
 _COMPILE = """import time
 t = time.perf_counter()
 from npvae import Config
-from npvae.fast import FastModel
+from npvae.engine.mixture import FastModel
 t1 = time.perf_counter()
 FastModel(Config())
 print(t1 - t, time.perf_counter() - t1)"""
@@ -154,7 +154,7 @@ def same_work() -> dict:
     import torch
     from benchmarks.torch_ref import TorchVAE, load_npvae_params, to_npvae_params, torch_loss
     from npvae import draw_noise, init_params
-    from npvae.fast import FastModel
+    from npvae.engine.mixture import FastModel
     cfg = Config(dtype="float64")
     x, y, train, _ = default_run(cfg)
     rng = np.random.default_rng(0)

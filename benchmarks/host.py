@@ -4,8 +4,8 @@ which OpenBLAS kernels numpy's products use, and how fast those run the decoder'
 
 Three answers, because they can differ: the CPU may offer AVX-512 while Numba is told to
 compile for Haswell (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, as when emulating an AVX2 host),
-OpenBLAS may run its Haswell kernels on an AVX-512 CPU (OPENBLAS_CORETYPE, npvae/blas.py), and
-LLVM may use 256-bit registers even where 512-bit ones exist (it prefers them on many Intel
+OpenBLAS may run its Haswell kernels on an AVX-512 CPU (OPENBLAS_CORETYPE, npvae/engine/blas.py),
+and LLVM may use 256-bit registers even where 512-bit ones exist (it prefers them on many Intel
 CPUs). So the loop width is read from the machine code of a small compiled loop.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 def cpu_flags() -> tuple[str, set[str]]:
     """(model name, flags) of the first processor in /proc/cpuinfo (Linux; else empty)."""
-    from npvae.blas import cpu_fields
+    from npvae.engine.blas import cpu_fields
     try:
         first = cpu_fields(Path("/proc/cpuinfo").read_text())
     except OSError:
@@ -88,7 +88,7 @@ def gemm_rate(cfg, seconds: float = 3.0, per_thread: bool = False,
     with single-threaded BLAS, all at once. cpu (with per_thread): timed by each thread's CPU
     clock (the slowest thread's), which other processes on the cores do not inflate."""
     import numpy as np
-    from npvae.threads import Team, blas_single_thread, split
+    from npvae.engine.threads import Team, blas_single_thread, split
     R, G, D = cfg.batch_size * cfg.K, cfg.decoder_dims[-1], cfg.input_dim
     T = os.cpu_count() if per_thread else 1
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from npvae import Config, Params
-from npvae.params import Layout
+from npvae.core.params import Layout
 
 EPS = 1e-8                       # clip(p) = clamp(p, EPS, 1) inside every log of a probability
 TRUNC_STD = 0.87962566103423978  # std of N(0,1) cut at +-2: LeCun normal divides by it
@@ -215,7 +215,7 @@ def evaluate_split(module: TorchVAE, x, y, cfg: Config) -> dict:
 
 
 def train_torch(cfg: Config, x, y_visible, train_idx, val_idx, threads: int = 2) -> TorchFit:
-    """The loop of npvae.train.fit in PyTorch: per-epoch reshuffle, batches of batch_size
+    """The loop of npvae.training.loop.fit in PyTorch: per-epoch reshuffle, batches of batch_size
     (last partial batch kept), fresh noise each step from a torch Generator seeded with
     cfg.seed, then an eval-mode pass over both splits. Early stopping is not needed for
     timing and is left out."""

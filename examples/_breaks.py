@@ -1,6 +1,6 @@
 """Deliberate bugs for examples/gradient_check.py --break NAME: the exercises of docs/math.md.
 
-Each break names one line of the library (npvae/layers.py or npvae/model.py), the wrong
+Each break names one line of the library (npvae/core/layers.py or npvae/core/model.py), the wrong
 version a student might write, and what the gradient check will then print. The library's
 files are never edited: `broken(name)` takes the function's source, swaps that one line,
 compiles the result in the module's namespace and puts it in the module's place until the
@@ -30,7 +30,7 @@ def scaled(r: float) -> float:
 
 @dataclass(frozen=True)
 class Break:
-    where: str                 # "npvae/layers.py:reparam_backward"
+    where: str                 # "npvae/core/layers.py:reparam_backward"
     line: str                  # the library's line, exactly, without indent and comment
     wrong: str                 # what the student wrote instead
     mistake: str               # the mistake, in words
@@ -45,7 +45,7 @@ class Break:
 
 BREAKS: dict[str, Break] = {
     "reparam": Break(
-        "npvae/layers.py:reparam_backward", "return dz, dz * 0.5 * s * eps",
+        "npvae/core/layers.py:reparam_backward", "return dz, dz * 0.5 * s * eps",
         "return dz, dz * s * eps",
         "the 1/2 of d exp(lv/2) / d lv is missing",
         "what rel_err does the layer row `reparam input 1` (the lv input) show?",
@@ -55,7 +55,7 @@ BREAKS: dict[str, Break] = {
         lambda batch, K: {"reparam input 1": scaled(2.0)},
         ("reparam input 1", "enc_lv.", *TRUNK)),
     "kl-sign": Break(
-        "npvae/layers.py:gauss_kl_backward", "return dy * mu, dy * 0.5 * (np.exp(lv) - 1.0)",
+        "npvae/core/layers.py:gauss_kl_backward", "return dy * mu, dy * 0.5 * (np.exp(lv) - 1.0)",
         "return dy * mu, dy * 0.5 * (1.0 - np.exp(lv))",
         "a sign error in dKL/dlv",
         "what rel_err does the layer row `gauss_kl input 1` show?",
@@ -64,7 +64,7 @@ BREAKS: dict[str, Break] = {
         lambda batch, K: {"gauss_kl input 1": scaled(-1.0)},
         ("gauss_kl input 1", "enc_lv.", *TRUNK)),
     "bias-sum": Break(
-        "npvae/layers.py:linear_backward", "return dy @ W.T, x.T @ dy, dy.sum(axis=0)",
+        "npvae/core/layers.py:linear_backward", "return dy @ W.T, x.T @ dy, dy.sum(axis=0)",
         "return dy @ W.T, x.T @ dy, dy.mean(axis=0)",
         "the bias gradient averages over the rows instead of summing (rule 2 forgotten)",
         "what rel_err does each bias row show, given how many rows each layer sees?",
@@ -85,7 +85,7 @@ BREAKS: dict[str, Break] = {
                                      "dec_z", "dec_e", "dec0", "dec1", "dec2", "cls0", "cls1",
                                      "cls2"))),
     "decoder-sum": Break(
-        "npvae/model.py:decoder_backward", "dhz = dg[:, :, :P].sum(axis=1)",
+        "npvae/core/model.py:decoder_backward", "dhz = dg[:, :, :P].sum(axis=1)",
         "dhz = dg[:, :, :P].mean(axis=1)",
         "the z pathway's adjoint averages over the K components instead of summing",
         "what rel_err do dec_z.W and dec_z.b show, with K = 10?",
@@ -96,7 +96,7 @@ BREAKS: dict[str, Break] = {
         lambda batch, K: {"dec_z.W": scaled(1 / K), "dec_z.b": scaled(1 / K)},
         ("dec_z.", "enc_mu.", "enc_lv.", *TRUNK)),
     "q-path": Break(
-        "npvae/model.py:backward", "dq = cfg.w_rec / B * bce",
+        "npvae/core/model.py:backward", "dq = cfg.w_rec / B * bce",
         "dq = 0.0 * bce",
         "the reconstruction's gradient does not reach q (as if q were a constant weight)",
         "which arrays fail, and is the error small or large?",
@@ -107,7 +107,7 @@ BREAKS: dict[str, Break] = {
         lambda batch, K: {"enc_c.W": (0.9, 1.0), "enc_c.b": (0.9, 1.0)},
         ("enc_c.", *TRUNK)),
     "dirichlet-alpha": Break(
-        "npvae/layers.py:dirichlet_backward",
+        "npvae/core/layers.py:dirichlet_backward",
         "return clip_log_backward(np.full_like(cache_l, -(alpha - 1.0) * dy), cache_l)",
         "return clip_log_backward(np.full_like(cache_l, -alpha * dy), cache_l)",
         "the Dirichlet's exponent alpha - 1 written as alpha",
@@ -117,7 +117,7 @@ BREAKS: dict[str, Break] = {
         lambda batch, K: {"dirichlet input 0": scaled(5 / 4)},
         ("dirichlet input 0", "pi_logits")),
     "cat-kl-constant": Break(
-        "npvae/layers.py:cat_kl_backward",
+        "npvae/core/layers.py:cat_kl_backward",
         "dq = dy * np.where(inside, lq - lpi, 0.0) + clip_log_backward(dy * cq, cache_q)",
         "dq = dy * np.where(inside, lq - lpi, 0.0)",
         "the +1 of d(q log q)/dq = log q + 1 is dropped",

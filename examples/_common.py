@@ -5,7 +5,7 @@ Tiny settings (for tests and a quick look) come from `--tiny` or from the enviro
 variable NPVAE_EXAMPLE_TINY=1; flags typed on the command line always win over both.
 
 The one piece of model code here is `decode`, the decoder alone: logits of p(x | z, c=k)
-for given z and components; it checks its arguments and calls npvae/model.py:decoder_forward.
+for given z and components; it checks its arguments and calls npvae/core/model.py:decoder_forward.
 `update_block` writes the generated blocks of docs/math.md (graph, worked example, exercises).
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 
-from npvae.config import Config  # noqa: E402
-from npvae.data import load_digits, make_splits, subsample, visible_labels  # noqa: E402
-from npvae.model import decoder_forward, evaluate  # noqa: E402
-from npvae.params import Params  # noqa: E402
-from npvae.train import fit  # noqa: E402
+from npvae.core.config import Config  # noqa: E402
+from npvae.training.data import load_digits, make_splits, subsample, visible_labels  # noqa: E402
+from npvae.core.model import decoder_forward, evaluate  # noqa: E402
+from npvae.core.params import Params  # noqa: E402
+from npvae.training.loop import fit  # noqa: E402
 
 TINY_ENV = "NPVAE_EXAMPLE_TINY"
 
@@ -93,7 +93,7 @@ def load_data(cfg: Config):
 
 
 def train(cfg: Config, progress: bool = True, data=None):
-    """Run npvae.train.fit on `data` (the output of load_data; loaded from cfg when None).
+    """Run npvae.training.loop.fit on `data` (the output of load_data; loaded from cfg when None).
     Returns (FitResult, x, y, splits)."""
     x, y, splits, y_visible = load_data(cfg) if data is None else data
     say(f"training: {len(y)} images, K={cfg.K}, {cfg.epochs} epochs", progress)
@@ -115,7 +115,7 @@ def load_or_train(args: argparse.Namespace):
     """(params, cfg, x, y, splits): from --checkpoint when given (the data are reloaded with
     the checkpoint's config), else by training with the example's settings."""
     if getattr(args, "checkpoint", None):
-        from npvae.checkpoint import load_checkpoint   # written by `python -m npvae.run`
+        from npvae.training.checkpoint import load_checkpoint   # written by `python -m npvae.run`
         params, cfg = load_checkpoint(args.checkpoint)
         x, y, splits, _ = load_data(cfg)
         say(f"loaded {args.checkpoint} (K={cfg.K})", not args.no_progress)
@@ -145,7 +145,7 @@ def decode(p: Params, z: np.ndarray, cfg: Config, components=None) -> np.ndarray
         l  = MLP_dec(concat(hz_i, hc_k))       (B, K', D)
 
     z (B, d); components: indices into 0..K-1 (default: all K). sigmoid(l) is the mean image.
-    It checks its arguments and calls npvae/model.py:decoder_forward, the decoder the loss
+    It checks its arguments and calls npvae/core/model.py:decoder_forward, the decoder the loss
     trains, so the pictures show exactly what was trained."""
     z = np.asarray(z, dtype=p.flat.dtype)
     ks = np.arange(cfg.K) if components is None else np.atleast_1d(components)

@@ -1,7 +1,7 @@
 """Compare numbers of mixture components K on a short run: 1, 5, 10, 20, or --K 2 4 8.
 
 Same data, seed and settings for every K; only the number of components changes. For each
-trained model the script measures (npvae.metrics, spec section 5):
+trained model the script measures (npvae.reporting.metrics, spec section 5):
 
   recon     final-epoch reconstruction term on the validation split (BCE nats per image)
   kl        kl_z + kl_c on the validation split, as weighted in the loss (w_kl = 0.5, ...)
@@ -34,7 +34,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without i
 
 import _common as C  # noqa: E402
 from _common import plt  # noqa: E402  (Agg backend already selected)
-from npvae import metrics as M  # noqa: E402
+from npvae.reporting import metrics as M  # noqa: E402
 
 COLUMNS = ("K", "recon", "kl", "accuracy", "K_eff", "active", "nmi", "fit_s")
 PANELS = (("recon", "Reconstruction (val, nats/image)"), ("kl", "KL_z + KL_c (val, weighted)"),

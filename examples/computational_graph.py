@@ -1,8 +1,8 @@
 """Draw the model's computational graph as a Mermaid flowchart (GitHub renders it), with the
 shape of every array measured by running the model's own forward pass.
 
-The nodes and edges follow npvae/model.py:forward. The shapes are not typed by hand: the
-script runs npvae.model.forward (training mode) and the layer pairs on a model whose sizes
+The nodes and edges follow npvae/core/model.py:forward. The shapes are not typed by hand: the
+script runs npvae.core.model.forward (training mode) and the layer pairs on a model whose sizes
 are all different numbers (B = 13, K = 7, D = 29, ...), reads the shapes of the arrays it
 returns and of the parameter arrays, and writes each size back as its symbol (B, K, D, ...).
 So a change of the model's shapes changes the drawing, and tests/test_docs.py fails until
@@ -27,11 +27,11 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without i
 import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
-from npvae import layers as L  # noqa: E402
-from npvae.config import Config  # noqa: E402
-from npvae.model import forward  # noqa: E402
-from npvae.noise import draw_noise  # noqa: E402
-from npvae.params import init_params  # noqa: E402
+from npvae.core import layers as L  # noqa: E402
+from npvae.core.config import Config  # noqa: E402
+from npvae.core.model import forward  # noqa: E402
+from npvae.core.noise import draw_noise  # noqa: E402
+from npvae.core.params import init_params  # noqa: E402
 
 # Every size a different number, so that each measured dimension names its symbol.
 SIZES = dict(B=13, K=7, D=29, d=2, C=5, N1=23, N2=19, N3=17, E=11, P=3, G1=31, G2=37)

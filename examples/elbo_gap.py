@@ -37,10 +37,10 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without i
 import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
-from npvae import layers as L  # noqa: E402
-from npvae.data import visible_labels  # noqa: E402
-from npvae.model import forward  # noqa: E402
-from npvae.noise import draw_noise  # noqa: E402
+from npvae.core import layers as L  # noqa: E402
+from npvae.training.data import visible_labels  # noqa: E402
+from npvae.core.model import forward  # noqa: E402
+from npvae.core.noise import draw_noise  # noqa: E402
 
 
 def log_cb_normaliser(l: np.ndarray) -> np.ndarray:

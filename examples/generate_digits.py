@@ -33,9 +33,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without i
 import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
-from npvae.checkpoint import save_checkpoint  # noqa: E402
-from npvae.layers import sigmoid, softmax_forward  # noqa: E402
-from npvae.metrics import majority_labels, usage  # noqa: E402
+from npvae.training.checkpoint import save_checkpoint  # noqa: E402
+from npvae.core.layers import sigmoid, softmax_forward  # noqa: E402
+from npvae.reporting.metrics import majority_labels, usage  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,10 @@
 """Check the hand-written gradients against central differences, in float64, noise frozen.
 
-Part 1 checks single layer pairs from npvae/layers.py (bce_logits, softmax, and the other
+Part 1 checks single layer pairs from npvae/core/layers.py (bce_logits, softmax, and the other
 pieces of the loss): with a random upstream gradient dy, the scalar s = sum(dy * f(inputs))
 has gradient backward(dy) exactly, and central differences of s estimate it.
 
-Part 2 checks the whole loss, npvae/model.py:loss_and_grads, one parameter array at a time
+Part 2 checks the whole loss, npvae/core/model.py:loss_and_grads, one parameter array at a time
 (a random sample of entries per array), on the full-size default model. The noise (eps and
 dropout masks) is drawn once and reused: the loss is then a deterministic function of the
 parameters, which finite differences need. Parameters are moved away from their
@@ -44,11 +44,11 @@ import numpy as np  # noqa: E402
 
 import _breaks  # noqa: E402
 import _common as C  # noqa: E402
-from npvae import layers as L  # noqa: E402
-from npvae.config import Config  # noqa: E402
-from npvae.model import forward, loss_and_grads  # noqa: E402
-from npvae.noise import draw_noise  # noqa: E402
-from npvae.params import init_params  # noqa: E402
+from npvae.core import layers as L  # noqa: E402
+from npvae.core.config import Config  # noqa: E402
+from npvae.core.model import forward, loss_and_grads  # noqa: E402
+from npvae.core.noise import draw_noise  # noqa: E402
+from npvae.core.params import init_params  # noqa: E402
 
 H = 1e-5
 __doc__ = __doc__.format(breaks="\n".join(f"  {name:16s} {b.where}: {b.mistake}"
@@ -182,8 +182,8 @@ def main(argv=None) -> int:
     text = (f"# Gradient check (float64, central differences h = {H:g}, frozen noise)\n\n"
             + (f"**Broken on purpose** (`--break {args.break_}`): `{b.where}`, "
                f"`{b.line}` replaced by `{b.wrong}`.\n\n" if b else "")
-            + table("Layer pairs (npvae/layers.py)", layer_rows, args.tol) + "\n"
-            + table("Whole loss per parameter array (npvae/model.py:loss_and_grads)",
+            + table("Layer pairs (npvae/core/layers.py)", layer_rows, args.tol) + "\n"
+            + table("Whole loss per parameter array (npvae/core/model.py:loss_and_grads)",
                     model_rows, args.tol))
     print(text)
     path = args.out / "gradient_check.md"

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
 from _common import plt  # noqa: E402  (Agg backend already selected)
-from npvae.layers import sigmoid  # noqa: E402
+from npvae.core.layers import sigmoid  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,8 @@
 """npvae as a scikit-learn estimator, next to scikit-learn's LabelSpreading on the same split.
 
 Both models take fit(X, y) with y = -1 for the unlabeled rows. The data and the split are the
-command line's (npvae.data.make_splits with --seed): --num-labeled images keep their labels,
-the validation rows are held out, and every model trains on the training rows only:
+command line's (npvae.training.data.make_splits with --seed): --num-labeled images keep their
+labels, the validation rows are held out, and every model trains on the training rows only:
 
     MixtureVAEClassifier(preset="ssl", epochs=50)    the semi-supervised VAE (model gmm)
     LabelSpreading(kernel="knn", n_neighbors=7)      graph-based label propagation on pixels
@@ -37,7 +37,7 @@ from sklearn.semi_supervised import LabelSpreading  # noqa: E402
 
 import _common as C  # noqa: E402
 from npvae import MixtureVAEClassifier  # noqa: E402
-from npvae.data import load_digits, make_splits, subsample, visible_labels  # noqa: E402
+from npvae.training.data import load_digits, make_splits, subsample, visible_labels  # noqa: E402
 
 
 def models(args) -> dict:

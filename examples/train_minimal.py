@@ -1,14 +1,14 @@
 """The whole training loop on the readable path, in one screen: noise, loss and gradient,
 clipping, AdamW, a loss per epoch.
 
-This is what npvae/train.py:fit does with engine="reference", without its bookkeeping
+This is what npvae/training/loop.py:fit does with engine="reference", without its bookkeeping
 (progress bar, history, early stopping, divergence checks, resuming): the same seed gives the
 same random streams (initialisation, shuffles, noise) and the same weights, which
 tests/test_train_minimal.py checks. Every step is a pure function of (parameters, batch,
 noise) followed by an in-place update of the flat parameter buffer:
 
     noise = draw_noise(...)                      eps ~ N(0, I), dropout masks
-    loss, grads, terms = loss_and_grads(...)     npvae/model.py: forward, then backward
+    loss, grads, terms = loss_and_grads(...)     npvae/core/model.py: forward, then backward
     clip_by_global_norm(grads.flat, 1.0)         ||grad|| <= 1
     adamw_step(params.flat, grads.flat, ...)     m, v, bias correction, decoupled decay
 
@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))       # examples/_commo
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without installing
 
 import _common as C  # noqa: E402
-from npvae.model import evaluate, loss_and_grads  # noqa: E402
-from npvae.noise import draw_noise  # noqa: E402
-from npvae.optim import AdamState, adamw_step, clip_by_global_norm  # noqa: E402
-from npvae.params import init_params  # noqa: E402
-from npvae.train import make_rngs  # noqa: E402
+from npvae.core.model import evaluate, loss_and_grads  # noqa: E402
+from npvae.core.noise import draw_noise  # noqa: E402
+from npvae.core.optim import AdamState, adamw_step, clip_by_global_norm  # noqa: E402
+from npvae.core.params import init_params  # noqa: E402
+from npvae.training.loop import make_rngs  # noqa: E402
 
 
 def train(cfg, x, y, x_val, y_val, say=print):

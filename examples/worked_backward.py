@@ -9,7 +9,7 @@ a = h W_a + b_a, the responsibilities q = softmax(a), and the q-weighted reconst
 are fixed small numbers instead of network outputs, so every intermediate fits on a line.
 The script prints the forward pass, then each adjoint (bar v = dL_rec/dv, docs/math.md
 section 9) by its formula, then checks each adjoint twice: against the library's own layer
-pairs (npvae/layers.py) and against float64 central differences.
+pairs (npvae/core/layers.py) and against float64 central differences.
 
 What to expect: the same numbers as the worked example in docs/math.md, section 9 (a test
 keeps the two identical), then "library" and "central differences" rows with errors below
@@ -30,7 +30,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))   # npvae without i
 import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
-from npvae import layers as L  # noqa: E402
+from npvae.core import layers as L  # noqa: E402
 
 # The inputs: chosen so that the BCE rows show the three typical cases (a component that
 # fits, one that says "0.5 everywhere" (l = 0: BCE = D ln 2 whatever x is), one that is wrong).
@@ -84,7 +84,7 @@ def backward(f, h, w_a, x, l):
 
 
 def library(h, w_a, b_a, x, l):
-    """The same adjoints from npvae/layers.py's forward/backward pairs, as npvae/model.py
+    """The same adjoints from npvae/core/layers.py's forward/backward pairs, as npvae/core/model.py
     chains them (w_rec = 1)."""
     B = x.shape[0]
     a, c_a = L.linear_forward(h, w_a, b_a)
@@ -160,7 +160,7 @@ def report() -> tuple[str, float]:
                "bar_b": central_differences("b_a"), "bar_h": central_differences("h")}
     worst_num = max(float(np.max(np.abs(numeric[k] - b[k]))) for k in numeric)
     rows += ["checks: largest absolute difference from the adjoints above",
-             f"  library layer pairs (npvae/layers.py)                  {verdict(worst_lib)}",
+             f"  library layer pairs (npvae/core/layers.py)                  {verdict(worst_lib)}",
              f"  central differences (bar_l, bar_W_a, bar_b_a, bar_h)   {verdict(worst_num)}"]
     return "\n".join(rows), max(worst_lib, worst_num)
 

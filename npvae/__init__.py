@@ -8,16 +8,16 @@ Public API (shapes in the docstrings):
     evaluate(p, x, cfg)         -> (Outputs, terms) in eval mode (z = mu, no dropout)
     MixtureVAEClassifier(...)   scikit-learn estimator: fit(X, y with -1 = unlabeled), predict, ...
 """
-from . import blas
+from npvae.engine import blas
 
-blas.choose_kernels()  # before anything loads numpy: see npvae/blas.py
+blas.choose_kernels()  # before anything loads numpy: see npvae/engine/blas.py
 
-from .config import Config, ConfigError  # noqa: E402
-from .model import Outputs, evaluate, forward, backward, loss_and_grads, TERMS  # noqa: E402
-from .noise import Noise, draw_noise  # noqa: E402
-from .optim import AdamState, adamw_step, clip_by_global_norm  # noqa: E402
-from .params import Layout, Params, init_params  # noqa: E402
-from .estimator import MixtureVAEClassifier  # noqa: E402
+from npvae.core.config import Config, ConfigError  # noqa: E402
+from npvae.core.model import Outputs, evaluate, forward, backward, loss_and_grads, TERMS  # noqa: E402
+from npvae.core.noise import Noise, draw_noise  # noqa: E402
+from npvae.core.optim import AdamState, adamw_step, clip_by_global_norm  # noqa: E402
+from npvae.core.params import Layout, Params, init_params  # noqa: E402
+from npvae.estimator.classifier import MixtureVAEClassifier  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "Outputs", "evaluate", "forward", "backward",

@@ -11,12 +11,12 @@ so a few near-zero entries (where any relative measure is noise) cannot dominate
 from __future__ import annotations
 
 # npvae before numpy, as in `python -m npvae.run`, so that tests comparing this process with a
-# CLI subprocess run the same BLAS kernels (npvae/blas.py)
+# CLI subprocess run the same BLAS kernels (npvae/engine/blas.py)
 import npvae  # noqa: F401
 import numpy as np
 import pytest
 
-from npvae.config import Config
+from npvae.core.config import Config
 
 # Batches named by how many of their rows carry a label (y = -1 marks an unlabeled image).
 LABEL_CASES = ("none", "one", "several")
@@ -106,7 +106,7 @@ def make_batch(cfg: Config, batch_size: int, labels: str, rng: np.random.Generat
 def write_digits_npz(path, n: int, seed: int = 42):
     """n of the embedded digits (the ones --num-samples n --seed seed would draw) as an npz
     data file: CLI tests that pass it with --data skip the slower load of the embedded sample."""
-    from npvae.data import load_digits, subsample
+    from npvae.training.data import load_digits, subsample
 
     x, y = subsample(*load_digits(), n, seed)
     np.savez(path, x=x, y=y)
@@ -117,7 +117,7 @@ def write_digits_npz(path, n: int, seed: int = 42):
 def digits():
     """300 of the embedded MNIST digits (float32 in [0, 1]), 30 labels visible, 10% held out:
     (x, y_visible, train_idx, val_idx), loaded once for every test module that trains."""
-    from npvae.data import load_digits, make_splits, subsample, visible_labels
+    from npvae.training.data import load_digits, make_splits, subsample, visible_labels
 
     x, y = subsample(*load_digits(), 300, seed=0)
     splits = make_splits(300, 30, seed=0)

@@ -10,13 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
-from npvae import query as Q
-from npvae.active import main
-from npvae.active_report import MergeError, goal, merge, read_rows, rerender
-from npvae.active_loop import Options, initial_labels, run, simulated, train_model
-from npvae.annotate import Annotator
-from npvae.config import Config
-from npvae.data import load_data
+from npvae.experiments.active import query as Q
+from npvae.experiments.active.command import main
+from npvae.experiments.active.report import MergeError, goal, merge, read_rows, rerender
+from npvae.experiments.active.loop import Options, initial_labels, run, simulated, train_model
+from npvae.experiments.active.annotate import Annotator
+from npvae.core.config import Config
+from npvae.training.data import load_data
 
 RNG = np.random.default_rng
 

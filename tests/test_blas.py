@@ -1,4 +1,4 @@
-"""npvae/blas.py: OpenBLAS's kernels chosen by a measurement made once per machine (cached),
+"""npvae/engine/blas.py: OpenBLAS's kernels chosen by a measurement made once per machine (cached),
 only on AVX-512 CPUs, never over a user's choice or after numpy is loaded."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from npvae import blas
+from npvae.engine import blas
 
 
 def cpuinfo(vendor="AuthenticAMD", family=25, flags="fpu avx2 fma avx512f avx512bw"):

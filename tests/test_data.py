@@ -1,13 +1,13 @@
-"""Tests for npvae.data: the three loaders, their error messages, and the spec's splits."""
+"""Tests for npvae.training.data: the three loaders, their error messages, and the spec's splits."""
 from __future__ import annotations
 
 
 import numpy as np
 import pytest
 
-from npvae.data import (DataError, Splits, load_digits, make_splits, subsample,
+from npvae.training.data import (DataError, Splits, load_digits, make_splits, subsample,
                         visible_labels)
-from npvae.idx import write_idx
+from npvae.training.idx import write_idx
 
 IMAGES = "train-images-idx3-ubyte"
 LABELS = "train-labels-idx1-ubyte"

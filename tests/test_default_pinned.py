@@ -1,8 +1,8 @@
 """The default model is the seed's model: its float64 loss, terms and gradient on one fixed
 batch are pinned to values recorded from the seed model (commit 701027a, before the
-semi-supervised work of issue 10), for the readable path (npvae/model.py) and the fast engine
-(npvae/fast.py). A change that alters the default model (a new term with a non-zero default
-weight, a changed init, a new parameter array, ...) fails here; new settings must leave the
+semi-supervised work of issue 10), for the readable path (npvae/core/model.py) and the fast engine
+(npvae/engine/mixture.py). A change that alters the default model (a new term with a non-zero
+default weight, a changed init, a new parameter array, ...) fails here; new settings must leave the
 default's numbers exactly as they were.
 
 The batch: 32 of the embedded digits, every 157th image (the file is sorted by digit, so this
@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from npvae import Config, draw_noise, evaluate, init_params, loss_and_grads
-from npvae.data import load_digits
-from npvae.fast import FastModel
+from npvae.training.data import load_digits
+from npvae.engine.mixture import FastModel
 
 REL = 1e-10
 CANCELLED = 1e-12        # what rounding leaves of a sum that is 0 by construction (see above)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from npvae import Config
-from npvae.checkpoint import load_checkpoint
-from npvae.fast import FastModel
-from npvae.rundir import read_history
-from npvae import train
-from npvae.train import fit, make_rngs
+from npvae.training.checkpoint import load_checkpoint
+from npvae.engine.mixture import FastModel
+from npvae.runs.rundir import read_history
+from npvae.training import loop as train
+from npvae.training.loop import fit, make_rngs
 from conftest import write_digits_npz
 from test_run import run_cli
 

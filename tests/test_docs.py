@@ -135,11 +135,11 @@ def test_reference_exists(path, name):
 
 
 def test_every_layer_backward_is_derived():
-    """A new backward pass in npvae/layers.py needs its derivation in the document."""
-    from npvae import layers
+    """A new backward pass in npvae/core/layers.py needs its derivation in the document."""
+    from npvae.core import layers
     backward = {n for n in vars(layers) if n.endswith("_backward")}
-    named = {name for path, name in references() if path == "npvae/layers.py"}
-    assert backward, "no *_backward functions found in npvae/layers.py"
+    named = {name for path, name in references() if path == "npvae/core/layers.py"}
+    assert backward, "no *_backward functions found in npvae/core/layers.py"
     assert backward <= named, f"not derived in docs/math.md: {sorted(backward - named)}"
 
 
@@ -162,7 +162,7 @@ def cited_sentences(doc: str) -> list[tuple[str, list[tuple[str, str]], list[str
 
 
 def test_code_names_next_to_a_reference_are_in_the_cited_function():
-    """`npvae/model.py:backward` (`dhz`) fails: dhz lives in decoder_backward. This catches a
+    """`npvae/core/model.py:backward` (`dhz`) fails: dhz lives in decoder_backward. This catches a
     citation of the wrong function whenever the sentence names something of the code."""
     problems, checked = [], 0
     for sentence, refs, names in cited_sentences(text()):
@@ -206,7 +206,8 @@ def test_section_references_exist():
     numbers = set(sections(doc))
     missing = sorted(section_numbers_cited(prose(doc)) - numbers)
     assert not missing, f"docs/math.md points to sections that do not exist: {missing}"
-    for path in [ROOT / "README.md", *sorted((ROOT / "examples").glob("*.py"))]:
+    pages = [p for p in sorted((ROOT / "docs").glob("*.md")) if p != DOC]
+    for path in [ROOT / "README.md", *pages, *sorted((ROOT / "examples").glob("*.py"))]:
         for m in re.finditer(r"math\.md[`)\]]*,?\s+sections?\s+(\d+(?:\.\d+)?)", path.read_text()):
             assert m.group(1) in numbers, f"{path.name} points to math.md section {m.group(1)}"
 

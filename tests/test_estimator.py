@@ -4,7 +4,7 @@ Everything trains tiny models (one 16-unit layer, 1-3 epochs, a few hundred imag
 file runs in seconds. scikit-learn's own estimator checks run on both models with
 scaling="minmax" and num_classes=None, since they feed small random data (arbitrary feature
 counts and values, string labels); the checks that cannot apply are listed with their reason
-in npvae.estimator.NOT_APPLICABLE.
+in npvae.estimator.classifier.NOT_APPLICABLE.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npvae import presets
+from npvae.training import presets
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -24,8 +24,8 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from npvae import Config, MixtureVAEClassifier
-from npvae.data import load_digits, subsample
-from npvae.estimator import NOT_PARAMS, expected_failed_checks
+from npvae.training.data import load_digits, subsample
+from npvae.estimator.classifier import NOT_PARAMS, expected_failed_checks
 
 TINY = dict(hidden_dims=(16,), decoder_dims=(16,), classifier_dims=(8,), embed_dim=2,
             pathway_dim=4, K=3, epochs=2, batch_size=32)
@@ -181,10 +181,10 @@ def test_save_and_load_give_the_same_model(fitted, digits, tmp_path, model):
 
 
 def test_from_run_reproduces_the_cli_predictions(tmp_path):
-    from npvae.checkpoint import load_checkpoint
-    from npvae.data import load_data
-    from npvae.run import main
-    from npvae.summary import model_outputs, predictors
+    from npvae.training.checkpoint import load_checkpoint
+    from npvae.training.data import load_data
+    from npvae.runs.runner import main
+    from npvae.reporting.summary import model_outputs, predictors
 
     out = tmp_path / "run"
     assert main(["--num-samples", "300", "--epochs", "1", "--hidden-dims", "16",

@@ -112,7 +112,7 @@ def test_gradient_check_fails_loudly_on_a_tight_tolerance(tmp_path):
 
 
 def test_generate_digits(digits_run):
-    from npvae.checkpoint import load_checkpoint
+    from npvae.training.checkpoint import load_checkpoint
     out, proc = digits_run
     check_png(out / "generate_digits.png")
     params, cfg = load_checkpoint(out / "model.npz")
@@ -138,7 +138,7 @@ def test_latent_traversal_rejects_a_bad_component(digits_run, tmp_path):
 
 def test_latent_traversal_refuses_a_latent_that_is_not_2d(tmp_path):
     from npvae import Config, init_params
-    from npvae.checkpoint import save_checkpoint
+    from npvae.training.checkpoint import save_checkpoint
 
     cfg = Config(latent_dim=5, num_samples=200, K=3).validate()
     save_checkpoint(tmp_path / "d5.npz", init_params(cfg, np.random.default_rng(0)), cfg)
@@ -177,7 +177,7 @@ def test_compare_k(tmp_path):
 
 
 def test_decode_matches_the_model():
-    """examples/_common.py:decode(mu) gives the eval-mode logits of npvae.model.evaluate,
+    """examples/_common.py:decode(mu) gives the eval-mode logits of npvae.core.model.evaluate,
     for all components and for a chosen subset."""
     sys.path.insert(0, str(EXAMPLES))
     try:

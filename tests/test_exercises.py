@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npvae import layers, model
-from npvae.config import Config
+from npvae.core import layers
+from npvae.core import model
+from npvae.core.config import Config
 from conftest import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_a_line_that_changed_is_reported(monkeypatch):
     b = BREAKS["reparam"]
     monkeypatch.setitem(BREAKS, "reparam", type(b)(b.where, "return dz, dz * 0.75 * s * eps",
                                                     b.wrong, b.mistake, b.question, b.answer))
-    with pytest.raises(SystemExit, match="is not \\(once\\) in npvae/layers.py:reparam_backward"):
+    with pytest.raises(SystemExit, match="is not \\(once\\) in npvae/core/layers.py:reparam_backward"):
         with GC._breaks.broken("reparam"):
             pass
 

@@ -1,5 +1,5 @@
-"""The fast path (npvae/fast.py) against the readable one (npvae/model.py): same loss, same
-weighted terms, same gradient array by array, same evaluation, same training history.
+"""The fast path (npvae/engine/mixture.py) against the readable one (npvae/core/model.py): same
+loss, same weighted terms, same gradient array by array, same evaluation, same training history.
 
 float64: equal to 1e-10 relative (the two differ only in summation order).
 float32: both paths round; the fast one must be as close to the float64 truth as the readable
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from npvae import AdamState, Config, adamw_step, draw_noise, evaluate, init_params, loss_and_grads
-from npvae.fast import FastModel, adamw_step_fast
-from npvae.noise import Noise
-from npvae.train import evaluate_split, fit
+from npvae.engine.mixture import FastModel
+from npvae.engine.optim import adamw_step_fast
+from npvae.core.noise import Noise
+from npvae.training.loop import evaluate_split, fit
 from conftest import LABEL_CASES, make_batch, perturb, rel_err, small_config
 
 F64_TOL = 1e-10

@@ -1,4 +1,4 @@
-"""Model gmm (npvae/gmm.py): its layers, every loss term's gradient, what the numbers mean,
+"""Model gmm (npvae/core/gmm.py): its layers, every loss term's gradient, what the numbers mean,
 the fast engine against the readable path, the augmentation and the staged schedule.
 
 Gradient checks as in test_gradients.py: float64 central differences with the noise frozen,
@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from npvae import layers as L
-from npvae import gmm, kernels
-from npvae.augment import affine_matrices, augment
-from npvae.config import Config, ConfigError
-from npvae.fast_gmm import FastGMM
-from npvae.model import evaluate, loss_and_grads, responsibilities
-from npvae.noise import draw_noise
-from npvae.params import Layout, init_params
-from npvae.train import _scheduled, fit
+from npvae.core import layers as L
+from npvae.core import gmm
+from npvae.engine import kernels
+from npvae.engine.augment import affine_matrices, augment
+from npvae.core.config import Config, ConfigError
+from npvae.engine.gmm import FastGMM
+from npvae.core.model import evaluate, loss_and_grads, responsibilities
+from npvae.core.noise import draw_noise
+from npvae.core.params import Layout, init_params
+from npvae.training.loop import _scheduled, fit
 
 from conftest import LABEL_CASES, check_layer, make_batch, numerical_grad, perturb, rel_err
 
@@ -276,8 +277,8 @@ def test_ssl_preset_run_writes_the_report(tmp_path, capsys):
     augmentation): the run ends, the report names the prior and the held-out accuracy of
     the components, the 10-D latent is drawn as a PCA projection, every figure exists."""
     import json
-    from npvae import run
-    from npvae.plots import FIGURES
+    from npvae.runs import runner as run
+    from npvae.reporting.plots import FIGURES
     from conftest import write_digits_npz
 
     data = write_digits_npz(tmp_path / "digits.npz", 300)
@@ -292,7 +293,7 @@ def test_ssl_preset_run_writes_the_report(tmp_path, capsys):
     assert "Gaussian mixture" in report and "Held-out Accuracy: components q(c|x)" in report
     for rel in FIGURES.values():
         assert (out / rel).is_file(), rel
-    from npvae.checkpoint import load_checkpoint
+    from npvae.training.checkpoint import load_checkpoint
     p, cfg = load_checkpoint(out / "checkpoints" / "final.npz")
     assert cfg.model == "gmm" and p["prior_mu"].shape == (10, 10)
 
@@ -300,8 +301,8 @@ def test_ssl_preset_run_writes_the_report(tmp_path, capsys):
 def test_checkpoints_store_extensions_only_when_set(tmp_path):
     """The default run's checkpoint config has exactly the seed model's settings (so its
     final.npz keeps its bytes); a gmm config keeps every setting it changed, and both load."""
-    from npvae.checkpoint import load_checkpoint, save_checkpoint
-    from npvae.config import EXTENSIONS
+    from npvae.training.checkpoint import load_checkpoint, save_checkpoint
+    from npvae.core.config import EXTENSIONS
 
     assert not set(EXTENSIONS) & set(Config().to_dict(compact=True))
     assert set(Config().to_dict()) - set(Config().to_dict(compact=True)) == set(EXTENSIONS)

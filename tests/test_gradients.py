@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from npvae import Config, Noise, TERMS, draw_noise, forward, backward, init_params, loss_and_grads
-from npvae import layers as L
-from npvae.params import Layout
+from npvae.core import layers as L
+from npvae.core.params import Layout
 
 from conftest import LABEL_CASES, make_batch, perturb, rel_err, small_config
 

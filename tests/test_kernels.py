@@ -1,5 +1,5 @@
-"""Each Numba kernel (npvae/kernels.py) against its NumPy twin, in float32 and float64, at small
-shapes (they also run as plain Python under NUMBA_DISABLE_JIT=1).
+"""Each Numba kernel (npvae/engine/kernels/) against its NumPy twin, in float32 and float64, at
+small shapes (they also run as plain Python under NUMBA_DISABLE_JIT=1).
 
 Tolerances: float64 agrees to 1e-12 relative; float32 to a few float32 roundings of the largest
 entry (the kernels sum in another order, and the float32 exp / log1p are ~2 ulp).
@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pytest
 
-from npvae import kernels as kk
+from npvae.engine import kernels as kk
 
 TOL = {np.float32: 2e-6, np.float64: 1e-12}
 DTYPES = (np.float32, np.float64)
@@ -63,8 +63,8 @@ def cases(dtype, B, seed=0):
 
 
 def _affine(rng, B):
-    from npvae.augment import affine_matrices
-    from npvae.config import Config
+    from npvae.engine.augment import affine_matrices
+    from npvae.core.config import Config
     return affine_matrices(rng.uniform(-1, 1, (B, 4)),
                            Config(aug_rotate=40, aug_scale=0.3, aug_shift=8))
 

@@ -1,16 +1,17 @@
-"""The report's extra rows on labels (npvae/summary.py label_rows, npvae/baselines.py): held-out
-accuracy of each predictor, the scikit-learn baselines on the run's own split, and the
-labeled training images. Held-out = the validation split; only training labels are used."""
+"""The report's extra rows on labels (npvae/reporting/summary.py label_rows,
+npvae/reporting/baselines.py): held-out accuracy of each predictor, the scikit-learn baselines on
+the run's own split, and the labeled training images. Held-out = the validation split; only training
+labels are used."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from npvae import Config, init_params
-from npvae import baselines as B
-from npvae.data import load_digits, make_splits, subsample
-from npvae.report import table_lines
-from npvae.summary import label_rows, model_outputs, predictors
+from npvae.reporting import baselines as B
+from npvae.training.data import load_digits, make_splits, subsample
+from npvae.reporting.report import table_lines
+from npvae.reporting.summary import label_rows, model_outputs, predictors
 
 # The lead's independent check (issue 10 brief): embedded digits, 50 labels, held-out = the
 # validation split. LabelSpreading(knn, 10) and the labeled-only logistic regression. Two of
@@ -111,7 +112,7 @@ def test_label_rows(small):
 
 
 def test_the_table_shows_them_after_the_seed_rows_one_row_per_predictor():
-    from npvae.report import SEED_ROWS
+    from npvae.reporting.report import SEED_ROWS
     summary = {key: 0.5 for _, _, key in SEED_ROWS}
     summary.update(heldout_accuracy={"classifier head": 0.25, "components (tau map)": 0.75},
                    baseline_logistic_regression=0.625, labeled_train_count=3,

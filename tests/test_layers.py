@@ -1,4 +1,4 @@
-"""Every forward/backward pair of npvae/layers.py against float64 central differences.
+"""Every forward/backward pair of npvae/core/layers.py against float64 central differences.
 
 Each check draws a random upstream gradient dy and differentiates sum(dy * out); inputs are
 kept away from the points where a layer is not differentiable (lrelu at 0, the clip at EPS
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npvae import layers as L
+from npvae.core import layers as L
 
 from conftest import check_layer
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from npvae import Config, draw_noise, evaluate, forward, init_params
-from npvae import layers as L
-from npvae.params import Layout
+from npvae.core import layers as L
+from npvae.core.params import Layout
 
 from conftest import make_batch, perturb, small_config
 

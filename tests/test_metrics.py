@@ -1,4 +1,4 @@
-"""Tests for npvae.metrics against hand-made cases, scikit-learn and scipy."""
+"""Tests for npvae.reporting.metrics against hand-made cases, scikit-learn and scipy."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import entropy as scipy_entropy
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from npvae import metrics as M
+from npvae.reporting import metrics as M
 
 
 def random_q(n, k, seed=0, sharp=3.0):
@@ -185,9 +185,9 @@ def test_model_outputs_are_the_eval_forward_without_the_decoder():
     those of the full eval-mode forward pass, chunk boundaries included."""
     from conftest import small_config
 
-    from npvae.model import evaluate
-    from npvae.params import init_params
-    from npvae.summary import model_outputs
+    from npvae.core.model import evaluate
+    from npvae.core.params import init_params
+    from npvae.reporting.summary import model_outputs
 
     cfg = small_config(eval_batch_size=4)
     rng = np.random.default_rng(3)

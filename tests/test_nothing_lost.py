@@ -21,14 +21,16 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from npvae import Config, fileio, run
-from npvae.checkpoint import ResumeWriter, load_checkpoint, load_resume, save_resume
-from npvae.cli import read_toml
-from npvae.data import data_changes, fingerprint, load_digits
-from npvae.fileio import WriteError
-from npvae.params import Layout
-from npvae.rundir import LOCK_FILE, RESUME, FolderInUse, RunLock, read_history
-from npvae.train import fit
+from npvae import Config
+from npvae.training import fileio
+from npvae.runs import runner as run
+from npvae.training.checkpoint import ResumeWriter, load_checkpoint, load_resume, save_resume
+from npvae.training.tomlfile import read_toml
+from npvae.training.data import data_changes, fingerprint, load_digits
+from npvae.training.fileio import WriteError
+from npvae.core.params import Layout
+from npvae.runs.rundir import LOCK_FILE, RESUME, FolderInUse, RunLock, read_history
+from npvae.training.loop import fit
 from conftest import write_digits_npz
 from test_resume import data_of, on_file
 from test_run import ROOT, run_cli

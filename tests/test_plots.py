@@ -5,7 +5,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from npvae import plots
+from npvae.reporting import plots
 
 SEED_PATHS = {
     "loss_comparison.png",
@@ -111,8 +111,8 @@ def test_latent_plots_of_other_sizes(tmp_path, d):
 
 @pytest.mark.parametrize("d", [1, 5])
 def test_a_run_with_another_latent_size_draws_every_figure(tmp_path, capsys, d):
-    from npvae import run
-    from npvae.report import latent_caption
+    from npvae.runs import runner as run
+    from npvae.reporting.report import latent_caption
     from conftest import write_digits_npz
 
     data = write_digits_npz(tmp_path / "digits.npz", 300)

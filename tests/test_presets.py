@@ -1,4 +1,4 @@
-"""Presets (npvae/presets): a named set of settings, `python -m npvae.run --preset NAME`.
+"""Presets (npvae/training/presets): a named set of settings, `python -m npvae.run --preset NAME`.
 
 Test presets live in a temporary folder (presets.DIR is pointed at it); the shipped ones are
 checked for validity at the end."""
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from npvae import presets, run
-from npvae.config import Config, ConfigError
-from npvae.rundir import read_config
+from npvae.training import presets
+from npvae.runs import runner as run
+from npvae.core.config import Config, ConfigError
+from npvae.runs.rundir import read_config
 from conftest import write_digits_npz
 
 DEMO = "# Demo: a smaller model for tests\n\n[model]\nK = 4\nlatent_dim = 3\nhidden_dims = [32, 16]\n"
@@ -123,7 +124,7 @@ def test_a_preset_run_records_it_and_its_config_reruns_it(folder, tmp_path, caps
     assert info["preset"] == "demo" and info["header"]["preset"] == "demo"
     assert "**Preset:** demo" in (out / "REPORT.md").read_text()
     # the resolved config is the full config: alone, or with the same preset
-    from npvae.cli import config_from_args
+    from npvae.training.cli import config_from_args
     for extra in ([], ["--preset", "demo"]):
         ns = run.build_parser().parse_args(["--config", str(out / "config.toml"), *extra])
         assert config_from_args(ns) == cfg
@@ -133,15 +134,15 @@ def test_a_preset_run_records_it_and_its_config_reruns_it(folder, tmp_path, caps
 
 
 def test_the_presets_ship_as_package_data():
-    """A non-editable install (wheel) carries npvae/presets/*.toml."""
+    """A non-editable install (wheel) carries npvae/training/presets/*.toml."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:
         import tomli as tomllib
     root = Path(__file__).resolve().parents[1]
     project = tomllib.loads((root / "pyproject.toml").read_text())
-    assert "presets/*.toml" in project["tool"]["setuptools"]["package-data"]["npvae"]
-    assert presets.DIR == root / "npvae" / "presets" and (presets.DIR / "__init__.py").is_file()
+    assert "training/presets/*.toml" in project["tool"]["setuptools"]["package-data"]["npvae"]
+    assert presets.DIR == root / "npvae" / "training" / "presets" and (presets.DIR / "__init__.py").is_file()
 
 
 @pytest.mark.parametrize("name", presets.names())

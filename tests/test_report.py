@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npvae import plots, report
+from npvae.reporting import plots
+from npvae.reporting import report
 
 # The seed report's table, kept here (tests must not read the shared seed file).
 SEED_TABLE = [

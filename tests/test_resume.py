@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from npvae import Config
-from npvae.checkpoint import load_checkpoint, load_resume, save_resume
-from npvae.data import load_digits, make_splits, subsample, visible_labels
-from npvae.rundir import RESUME, read_history, write_config
-from npvae.train import fit
+from npvae.training.checkpoint import load_checkpoint, load_resume, save_resume
+from npvae.training.data import load_digits, make_splits, subsample, visible_labels
+from npvae.runs.rundir import RESUME, read_history, write_config
+from npvae.training.loop import fit
 from conftest import write_digits_npz
 from test_run import ROOT, run_cli
 

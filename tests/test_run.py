@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from npvae import Config
-from npvae.checkpoint import CheckpointError, load_checkpoint
-from npvae.cli import read_toml
-from npvae.plots import FIGURES
-from npvae.report import SEED_ROWS
-from npvae.rundir import read_history
+from npvae.training.checkpoint import CheckpointError, load_checkpoint
+from npvae.training.tomlfile import read_toml
+from npvae.reporting.plots import FIGURES
+from npvae.reporting.report import SEED_ROWS
+from npvae.runs.rundir import read_history
 
 TINY = ["--num-samples", "300", "--epochs", "2", "--batch-size", "64", "--no-progress"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +47,9 @@ def test_every_output_file_exists(tiny_run):
 
 
 def test_run_json_names_the_blas_kernels(tiny_run):
-    """The kernels decide the last bits of a run (npvae/blas.py), so run.json records them:
+    """The kernels decide the last bits of a run (npvae/engine/blas.py), so run.json records them:
     the ones npvae asked for in this process (the CLI inherits the choice) when it chose."""
-    from npvae import blas
+    from npvae.engine import blas
 
     info = json.loads((tiny_run[0] / "run.json").read_text())
     assert info["blas"] and all("kernels)" in b for b in info["blas"])

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from npvae import presets, run, sweep
-from npvae import sweep_report as SR
-from npvae.baselines import BASELINES
-from npvae.data import load_data
-from npvae.rundir import read_config
-from npvae.threads import available_cores
+from npvae.training import presets
+from npvae.runs import runner as run
+from npvae.experiments.sweep import command as sweep
+from npvae.experiments.sweep import report as SR
+from npvae.reporting.baselines import BASELINES
+from npvae.training.data import load_data
+from npvae.runs.rundir import read_config
+from npvae.engine.threads import available_cores
 from test_run import run_cli
 
 TINY = ["--epochs", "1", "--num-samples", "300", "--batch-size", "64"]

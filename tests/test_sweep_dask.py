@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
-from npvae import sweep
-from npvae import sweep_dask as SD
-from npvae.data import load_digits
-from npvae.threads import THREADS_ENV
+from npvae.experiments.sweep import command as sweep
+from npvae.experiments.sweep import cluster as SD
+from npvae.training.data import load_digits
+from npvae.engine.threads import THREADS_ENV
 
 GRID = ["--seed", "42", "43", "44", "--epochs", "1", "--batch-size", "64"]
 TIMINGS = {"seconds", "fit_seconds"}

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from npvae import sweep
-from npvae import sweep_state as SS
-from npvae.data import load_digits
+from npvae.experiments.sweep import command as sweep
+from npvae.experiments.sweep import state as SS
+from npvae.training.data import load_digits
 
 TINY = ["--epochs", "1", "--batch-size", "64"]
 TIMINGS = {"seconds", "fit_seconds"}

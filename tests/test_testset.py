@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from npvae import metrics as M
-from npvae.baselines import training_labels
-from npvae.checkpoint import load_checkpoint
-from npvae.data import (DataError, data_changes, fingerprint, load_data, load_digits,
+from npvae.reporting import metrics as M
+from npvae.reporting.baselines import training_labels
+from npvae.training.checkpoint import load_checkpoint
+from npvae.training.data import (DataError, data_changes, fingerprint, load_data, load_digits,
                         load_test_digits, subsample)
-from npvae.idx import write_idx
-from npvae.report import TEST_NOTE, table_lines
-from npvae.rundir import read_history
-from npvae.summary import model_outputs
-from npvae.train import evaluate_split
+from npvae.training.idx import write_idx
+from npvae.reporting.report import TEST_NOTE, table_lines
+from npvae.runs.rundir import read_history
+from npvae.reporting.summary import model_outputs
+from npvae.training.loop import evaluate_split
 from test_run import run_cli
 
 N_TRAIN, N_TEST = 200, 60

@@ -1,9 +1,10 @@
-"""npvae/threads.py: how work is split over threads, and a failing thread never hangs a run."""
+"""npvae/engine/threads.py: how work is split over threads, and a failing thread never hangs a
+run."""
 from __future__ import annotations
 
 import pytest
 
-from npvae.threads import Team, split
+from npvae.engine.threads import Team, split
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 20, 784])
@@ -40,9 +41,9 @@ def test_an_error_in_one_thread_is_raised_and_frees_the_others():
 def test_npvae_threads_sets_the_fast_engines_default_thread_count(monkeypatch):
     """The sweep gives each worker process its share of the cores through $NPVAE_THREADS."""
     from npvae import Config
-    from npvae.config import ConfigError
-    from npvae.fast import FastModel
-    from npvae.threads import THREADS_ENV, available_cores
+    from npvae.core.config import ConfigError
+    from npvae.engine.mixture import FastModel
+    from npvae.engine.threads import THREADS_ENV, available_cores
 
     monkeypatch.delenv(THREADS_ENV, raising=False)
     cores = available_cores()

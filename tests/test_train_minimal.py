@@ -1,5 +1,5 @@
 """examples/train_minimal.py is the training loop, not a sketch of it: with the same seed it
-gives the weights of npvae/train.py:fit on the readable path, and it runs as a script."""
+gives the weights of npvae/training/loop.py:fit on the readable path, and it runs as a script."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npvae.config import Config
-from npvae.data import make_splits, visible_labels
-from npvae.train import fit
+from npvae.core.config import Config
+from npvae.training.data import make_splits, visible_labels
+from npvae.training.loop import fit
 from conftest import load_example
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from npvae import Config
-from npvae.train import fit
+from npvae.training.loop import fit
 
 N, LABELED, EPOCHS, BATCH = 300, 30, 3, 32
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npvae.config import Config
-from npvae.model import evaluate
-from npvae.params import init_params
+from npvae.core.config import Config
+from npvae.core.model import evaluate
+from npvae.core.params import init_params
 from conftest import load_example
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "worked_backward.py"

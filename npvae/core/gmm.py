@@ -1,0 +1,151 @@
+"""Model "gmm": a Gaussian-mixture prior whose components are the classes (docs/math.md, section
+14).
+
+The seed's model (npvae/core/model.py) lets q(c|x) come from its own encoder head and gives every
+component the same prior N(0, I), so nothing ties a component to a digit. Here, as in VaDE
+(Jiang et al. 2017) made semi-supervised the way M2 (Kingma et al. 2014) is:
+
+    x (B,D) -> trunk -> h -> mu (B,d), lv (B,d);   z = mu + e^{lv/2} eps   (z = mu in eval)
+    p(c) = pi = softmax(pi_logits) (K,)            p(z|c) = N(m_c, diag e^{v_c})   m, v (K,d)
+    s_ic = log pi_c + log N(z_i; m_c, e^{v_c})     (B,K)   log p(c, z_i)
+    q(c|x_i) = p(c|z_i) = softmax_c(s_i)           the responsibilities: Bayes' rule on the prior
+    x_i ~ Bernoulli-logits(decoder(z_i))           one decoder shared by every component
+
+An image's posterior over components, gamma_i, is q_i if it is unlabeled and onehot(y_i) if its
+label is known (the component *is* the class, K = num_classes). The loss, per batch of B rows:
+
+    L_rec = w_rec/B sum_i BCE(x_i, decoder(z_i))
+    L_klz = w_kl /B sum_i sum_c gamma_ic KL(N(mu_i, e^{lv_i}) || N(m_c, e^{v_c}))
+    L_klc = w_klc/B sum_i sum_c gamma_ic (log gamma_ic - log pi_c)      (0 log 0 = 0)
+    L_dir = w_dir Dir(pi),   L_div = w_div H(mean_i gamma_i)            (as in the seed)
+    L_cls = w_cls mean over labeled rows of -log q(y_i|x_i)             the classifier is q itself
+
+With w_rec = w_kl = w_klc = 1 and the other weights 0 it is the negative ELBO of the mixture
+model; the training loop scales w_kl and w_klc by Config.kl_scale(epoch) (warm-up, anneal).
+The terms keep the seed's names, so histories, reports and the engines treat both models alike.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers as L
+from .blocks import Outputs, mlp_backward, mlp_forward
+from .config import Config
+from .noise import Noise
+from .params import Params
+
+
+def encoder_forward(p: Params, x, cfg: Config):
+    """Trunk and the mu / lv heads. x (B, D) -> mu, lv (B, d) and the caches."""
+    h, c_trunk = mlp_forward(x, p, "enc", len(cfg.hidden_dims), last_linear=False)
+    mu, c_mu = L.linear_forward(h, p["enc_mu.W"], p["enc_mu.b"])            # (B, d)
+    lv, c_lv = L.linear_forward(h, p["enc_lv.W"], p["enc_lv.b"])            # (B, d)
+    return mu, lv, (c_trunk, c_mu, c_lv)
+
+
+def responsibilities_forward(p: Params, z):
+    """s = log pi + log N(z; m_c, e^{v_c}) (B, K) and lq = log softmax(s) = log p(c|z).
+    Returns lpi (K,), s, lq and the caches."""
+    lpi, c_lpi = L.log_softmax_forward(p["pi_logits"])                      # (K,)
+    logn, c_pdf = L.gauss_logpdf_mix_forward(z, p["prior_mu"], p["prior_lv"])   # (B, K)
+    s = lpi + logn                                                          # (B, K)
+    lq, c_lq = L.log_softmax_forward(s)
+    return lpi, s, lq, (c_lpi, c_pdf, c_lq)
+
+
+def posterior(lq, y):
+    """gamma (B, K): onehot(y_i) on labeled rows (y >= 0), q = e^lq elsewhere; and
+    log gamma with 0 on labeled rows (their gamma log gamma is 0: 1 log 1 and 0 log 0)."""
+    labeled = y >= 0
+    gam = np.exp(lq)
+    lgam = lq.copy()
+    rows = np.flatnonzero(labeled)
+    gam[rows] = 0.0
+    gam[rows, y[rows]] = 1.0
+    lgam[rows] = 0.0
+    return gam, lgam, labeled
+
+
+def latent_forward(p: Params, mu, lv, z, y, cfg: Config):
+    """Everything between the encoder and the decoder: the responsibilities and every loss
+    term but the reconstruction (weighted, summed over the B rows, not yet divided by B).
+    mu, lv, z (B, d), y (B,) -> (sums dict, q (B, K), s (B, K), pi (K,), cache)."""
+    lpi, s, lq, c_resp = responsibilities_forward(p, z)
+    gam, lgam, labeled = posterior(lq, y)
+    kl, c_kl = L.gauss_kl_mix_forward(mu, lv, p["prior_mu"], p["prior_lv"])  # (B, K)
+    klc = (gam * (lgam - lpi)).sum(axis=-1)                                 # (B,)
+    pi = np.exp(lpi)
+    dirp, c_dir = L.dirichlet_forward(pi, cfg.dirichlet_alpha)
+    ent, c_ent = L.entropy_forward(gam.mean(axis=0))
+    ce, c_ce = L.labeled_ce_forward(s, y)                                   # -log q(y|x)
+    B = mu.shape[0]
+    sums = {"kl_z": cfg.w_kl * float((gam * kl).sum()), "kl_c": cfg.w_klc * float(klc.sum()),
+            "dirichlet": B * cfg.w_dir * float(dirp), "diversity": B * cfg.w_div * float(ent),
+            "cls": B * cfg.w_cls * float(ce)}
+    cache = (B, pi, lpi, gam, lgam, labeled, kl, c_resp, c_kl, c_dir, c_ent, c_ce)
+    return sums, np.exp(lq), s, pi, cache
+
+
+def latent_backward(cache, g: Params, cfg: Config):
+    """Reverse of latent_forward for the loss (sums / B): writes the prior's gradients
+    (pi_logits, prior_mu, prior_lv) into g and returns dmu, dlv (B, d) and dz (B, d)."""
+    B, pi, lpi, gam, lgam, labeled, kl, c_resp, c_kl, c_dir, c_ent, c_ce = cache
+    c_lpi, c_pdf, c_lq = c_resp
+    # KL to the components, weighted by gamma: d/dkl = gamma, d/dgamma = kl
+    dmu, dlv, dm, dv = L.gauss_kl_mix_backward(cfg.w_kl / B * gam, c_kl)
+    dgam = cfg.w_kl / B * kl + cfg.w_klc / B * (lgam - lpi)                 # (B, K)
+    dlgam = cfg.w_klc / B * gam                                             # d/d log gamma
+    dlpi = -cfg.w_klc / B * gam.sum(axis=0)                                 # (K,)
+    dgam += L.entropy_backward(cfg.w_div, c_ent)[None, :] / B               # d usage/d gamma = 1/B
+    dlpi += L.dirichlet_backward(cfg.w_dir, c_dir) * pi                     # pi = e^lpi
+    # gamma = q = e^lq and log gamma = lq on unlabeled rows only (labeled rows are constants)
+    q = np.exp(c_lq)
+    dlq = np.where(labeled[:, None], 0.0, q * dgam + dlgam)
+    ds = L.log_softmax_backward(dlq, c_lq) + L.labeled_ce_backward(cfg.w_cls, c_ce)  # (B, K)
+    # s = lpi + log N(z; m, e^v)
+    dlpi += ds.sum(axis=0)
+    dz, dm_s, dv_s = L.gauss_logpdf_mix_backward(ds, c_pdf)
+    g["prior_mu"][...] = dm + dm_s
+    g["prior_lv"][...] = dv + dv_s
+    g["pi_logits"][...] = L.log_softmax_backward(dlpi, c_lpi)
+    return dmu, dlv, dz
+
+
+def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
+    """Training mode when `noise` is given (sampled z), eval mode otherwise (z = mu).
+    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
+    Returns (loss, terms dict of weighted terms, Outputs, cache)."""
+    B = x.shape[0]
+    mu, lv, c_enc = encoder_forward(p, x, cfg)
+    if noise is not None:
+        z, c_z = L.reparam_forward(mu, lv, noise.eps)
+    else:
+        z, c_z = mu, None
+    sums, q, s, pi, c_lat = latent_forward(p, mu, lv, z, y, cfg)
+    l, c_dec = mlp_forward(z, p, "dec", len(cfg.decoder_dims) + 1, last_linear=True)  # (B, D)
+    bce, c_bce = L.bce_logits_forward(l, x)                                 # (B,)
+    terms = {"recon": cfg.w_rec * float(bce.sum()) / B, **{k: v / B for k, v in sums.items()}}
+    out = Outputs(q, mu, lv, z, l[:, None, :], s, pi)
+    return sum(terms.values()), terms, out, (B, c_enc, c_z, c_lat, c_dec, c_bce)
+
+
+def backward(p: Params, cache, cfg: Config) -> Params:
+    """Exact gradient of the total loss with respect to every parameter array."""
+    B, (c_trunk, c_mu, c_lv), c_z, c_lat, c_dec, c_bce = cache
+    g = p.zeros_like()
+    # reconstruction -> decoder -> z
+    dl = L.bce_logits_backward(np.full(B, cfg.w_rec / B, c_bce[0].dtype), c_bce)  # (B, D)
+    dz = mlp_backward(dl, c_dec, g, "dec")                                  # (B, d)
+    # the latent terms -> the prior's parameters, mu, lv and z
+    dmu, dlv, dz_lat = latent_backward(c_lat, g, cfg)
+    dz += dz_lat
+    # z -> mu, lv (eval mode: z = mu)
+    if c_z is not None:
+        dmu_z, dlv_z = L.reparam_backward(dz, c_z)
+        dmu, dlv = dmu + dmu_z, dlv + dlv_z
+    else:
+        dmu = dmu + dz
+    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)
+    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)
+    mlp_backward(dh_mu + dh_lv, c_trunk, g, "enc")
+    return g

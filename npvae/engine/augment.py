@@ -1,0 +1,56 @@
+"""Random affine augmentation of training batches (model gmm's preset; off by default).
+
+Every training image is redrawn at every step with a small random rotation, scale and shift,
+the draws coming from the step's Noise (noise.aug, uniform in [-1, 1)), so a run stays a pure
+function of its seed. It gives the mixture many slightly different views of the few thousand
+digits: a component must explain a digit wherever it sits, not one pixel pattern. The model
+and its loss are unchanged; augmentation only changes which images a step sees (both the
+encoder's input and the reconstruction target), so gradient checks need none of it.
+
+For output pixel (u, v), centred coordinates, the source pixel is read at
+    (su, sv) = R(-theta) (u, v) / s - (tu, tv)
+i.e. the image is rotated by theta, scaled by s and shifted by (tu, tv) pixels; bilinear,
+with 0 outside the image.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from npvae.core.config import Config
+
+from . import kernels
+from .threads import Team, split
+
+_warp = kernels.warp_np if numba.config.DISABLE_JIT else kernels.warp
+
+
+def affine_matrices(u: np.ndarray, cfg: Config) -> np.ndarray:
+    """u (B, 4) in [-1, 1) -> (B, 2, 3) float64 maps from output to source pixel coordinates:
+    theta = u0 aug_rotate degrees, s = 1 + u1 aug_scale, shift (u2, u3) aug_shift pixels."""
+    theta = np.deg2rad(u[:, 0] * cfg.aug_rotate)
+    s = 1.0 + u[:, 1] * cfg.aug_scale
+    cos, sin = np.cos(theta) / s, np.sin(theta) / s
+    A = np.empty((u.shape[0], 2, 3))
+    A[:, 0, 0], A[:, 0, 1], A[:, 0, 2] = cos, sin, -u[:, 2] * cfg.aug_shift
+    A[:, 1, 0], A[:, 1, 1], A[:, 1, 2] = -sin, cos, -u[:, 3] * cfg.aug_shift
+    return A
+
+
+def augment(x: np.ndarray, u: np.ndarray, cfg: Config, out: np.ndarray | None = None,
+            team: Team | None = None):
+    """The batch x (B, D) warped image by image with the draws u (B, 4); a new array unless
+    `out` (B, D) is given (it must not be x). team: threads (npvae/engine/threads.py) that share the
+    images; every image is warped alone, so the result does not depend on the split."""
+    side = int(round(np.sqrt(x.shape[1])))
+    if side * side != x.shape[1]:
+        raise ValueError(f"augmentation needs square images; got {x.shape[1]} pixels per row.")
+    out = np.empty_like(x) if out is None else out
+    x, A = np.ascontiguousarray(x), affine_matrices(u, cfg)
+    rows = split(x.shape[0], team.size if team is not None else 1)
+    if len(rows) == 1:
+        _warp(x, A, side, out)
+    else:
+        team.run(lambda t, r, _: _warp(x[r[0]:r[1]], A[r[0]:r[1]], side, out[r[0]:r[1]]),
+                 rows)
+    return out

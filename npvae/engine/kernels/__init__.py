@@ -1,0 +1,69 @@
+"""Fused Numba kernels for the fast path (npvae/engine/mixture.py), each beside its plain NumPy
+twin.
+
+NumPy makes one pass over memory per operation: `lrelu(a + b)` is two passes, the BCE with its
+gradient about a dozen over the (B*K, D) logits, the decoder's biggest array. Each kernel below
+does one pass, in place where it can. The twins (`<name>_np`) compute the same thing with NumPy
+(the loss-term twin through npvae/core/layers.py itself); tests compare the two in float32 and
+float64.
+
+Each kernel is serial and releases the GIL (`nogil`). The matrix products around them already
+use every core through BLAS; Numba's own thread pools (prange) fought BLAS's threads for the two
+cores here (OpenMP: 10x slower steps; workqueue: slower than serial), so none is used.
+
+Rules (npvae/engine/kernels/jit.py): `cache=True`; no `fastmath` flags that assume away NaN or inf
+(only `reassoc`, which lets a row sum be vectorised, and `contract`, which allows fused
+multiply-adds). Inner loops index a view (a row, a slice) from 0 with `range(len)`: with `a[lo + j]`
+LLVM cannot prove the index non-negative (Numba wraps negative indices) and leaves the loop scalar
+(8x slower). With NUMBA_DISABLE_JIT=1 every kernel is plain Python (slow: tests use small shapes).
+
+Shapes: R rows (B images, or B*K image-component pairs, row r = i*K + k), N features, D pixels.
+`lrelu(a) = max(a, LEAK a)`: its derivative is 1 where the output is > 0, else LEAK, so the
+backward kernels need only the layer's output h, never its input.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from .adamw import adamw, adamw_np, sq_norm, sq_norm_np  # noqa: F401
+from .dense import (bce_eval, bce_eval_np, bce_grad, bce_grad_np, bias_lrelu,  # noqa: F401
+                    bias_lrelu_np, exp_neg, heads_forward, heads_forward_np, latent_terms,
+                    latent_terms_np, log1p_unit, lrelu_grad_bias, lrelu_grad_bias_np, pair_lrelu,
+                    pair_lrelu_grad, pair_lrelu_grad_np, pair_lrelu_np)
+from .gmm_latent import gmm_latent, gmm_latent_np  # noqa: F401
+from .warp import warp, warp_np  # noqa: F401
+
+# ----------------------------------------------------------------------- the registry
+NAMES = ("bias_lrelu", "lrelu_grad_bias", "pair_lrelu", "pair_lrelu_grad", "bce_grad",
+         "bce_eval", "heads_forward", "latent_terms", "sq_norm", "adamw", "warp", "gmm_latent")
+
+
+def numpy_twins() -> SimpleNamespace:
+    """The NumPy twins under the kernels' names. npvae/engine/mixture.py uses them when
+    NUMBA_DISABLE_JIT=1: the kernels then run as plain Python loops, correct but far too slow for a
+    training run (the kernels themselves are still tested in that mode, at small shapes)."""
+    return SimpleNamespace(**{n: globals()[f"{n}_np"] for n in NAMES})
+
+
+def warm_up(dtype) -> None:
+    """Compile (or load from Numba's cache) every kernel for `dtype` by calling it once on
+    tiny C-contiguous arrays, the layout the fast path passes, so that no compilation happens
+    inside a timed run."""
+    dt = np.dtype(dtype)
+    a, v, w = np.ones((2, 3), dt), np.ones(3, dt), np.ones(6)
+    bias_lrelu(a, v)
+    lrelu_grad_bias(a, a, v)
+    pair_lrelu(a[:1], a, np.ones((2, 3), dt))
+    pair_lrelu_grad(np.ones((2, 3), dt), a, a[:1].copy(), a.copy())
+    bce_grad(a.copy(), v, a, np.ones(2, dt), np.ones(2, dt), v.copy())
+    bce_eval(a.copy(), v, a, np.ones(2, dt))
+    heads_forward(a, a, a, a, a.copy(), a.copy())
+    heads_forward(a, a, a, a[:0], a.copy(), a.copy())
+    latent_terms(a / 3, a, a, a, v / 3, w, a.copy(), a.copy(), a.copy(), v.copy())
+    sq_norm(v)
+    warp(np.ones((1, 4), dt), np.zeros((1, 2, 3)), 2, np.ones((1, 4), dt))
+    gmm_latent(a, a, a, np.array([-1, 0]), v, a, a, np.ones(6), True, a.copy(), a.copy(),
+               a.copy(), a.copy(), a.copy(), v.copy(), a.copy(), a.copy())
+    adamw(v.copy(), v, v.copy(), v.copy(), v, 1.0, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 1)

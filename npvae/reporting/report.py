@@ -1,0 +1,267 @@
+"""REPORT.md rendering in the seed report's layout.
+
+The layout (header lines, Configuration bullets, Summary Metrics table, Visualizations
+headings/captions/paths) copies the seed report we reproduce. Numbers come in as a flat
+`summary` dict; this module only formats them.
+
+Formatting rules (as in the seed): floats with 4 decimals, ints plain, lists as Python lists
+(elements as plain Python ints/floats, full precision), strings as given.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from npvae.training.fileio import write_text
+
+from .plots import FIGURES
+
+# The seed's table, row for row: (category, metric label, summary key). Always shown.
+SEED_ROWS: list[tuple[str, str, str]] = [
+    ("Training", "Loss", "loss"),
+    ("Training", "Recon Loss", "recon_loss"),
+    ("Training", "Kl Z", "kl_z"),
+    ("Training", "Kl C", "kl_c"),
+    ("Training", "Training Time Sec", "training_time_sec"),
+    ("Training", "Epochs Completed", "epochs_completed"),
+    ("Classification", "Accuracy", "accuracy"),
+    ("Classification", "Classification Loss", "classification_loss"),
+    ("Mixture", "K", "K"),
+    ("Mixture", "Component Entropy", "component_entropy"),
+    ("Mixture", "Pi Entropy", "pi_entropy"),
+    ("Mixture", "K Eff", "k_eff"),
+    ("Mixture", "Active Components", "active_components"),
+    ("Mixture", "Responsibility Confidence Mean", "responsibility_confidence_mean"),
+    ("Mixture", "Component Majority Labels", "component_majority_labels"),
+    ("Mixture", "Component Majority Confidence", "component_majority_confidence"),
+    ("Mixture", "Pi Max", "pi_max"),
+    ("Mixture", "Pi Min", "pi_min"),
+    ("Mixture", "Pi Argmax", "pi_argmax"),
+    ("Clustering", "NMI", "nmi"),
+    ("Clustering", "ARI", "ari"),
+]
+
+# Rows we add after the seed's rows; each is shown only when its key is in `summary`.
+EXTRA_ROWS: list[tuple[str, str, str]] = [
+    ("Training", "Dirichlet Penalty", "dirichlet"),
+    ("Training", "Usage Entropy Term", "diversity"),
+    ("Training", "Seconds Per Epoch", "seconds_per_epoch"),
+    ("Validation", "Validation Loss", "val_loss"),
+    ("Validation", "Validation Accuracy", "val_accuracy"),
+    ("Classification", "Classification CE (labeled, plain mean)", "classification_ce_labeled"),
+    ("Clustering", "Cluster Accuracy (Hungarian)", "cluster_accuracy"),
+    # labels (issue 10); a dict value gives one row per entry: "Held-out Accuracy: <name>"
+    ("Held-out (extra)", "Held-out Accuracy", "heldout_accuracy"),
+    ("Held-out (extra)", "Labeled-only Logistic Regression (pixels)",
+     "baseline_logistic_regression"),
+    ("Labels (extra)", "Labeled Training Images", "labeled_train_count"),
+    ("Labels (extra)", "Classes With Training Labels", "labeled_train_classes"),
+    ("Labels (extra)", "Labeled Training Images Per Class", "labeled_train_per_class"),
+    # the official test set (issue 12), only when the data has one
+    ("Test", "Test Images", "test_images"),
+    ("Test", "Test Accuracy", "test_accuracy"),
+    ("Test", "Test NMI", "test_nmi"),
+    ("Test", "Test ARI", "test_ari"),
+    ("Test", "Test Cluster Accuracy (Hungarian)", "test_cluster_accuracy"),
+    ("Test", "Test Loss", "test_loss"),
+    ("Test", "Test Recon Loss", "test_recon_loss"),
+    ("Test", "Test Kl Z", "test_kl_z"),
+    ("Test", "Test Kl C", "test_kl_c"),
+]
+
+# The single ordered table definition.
+TABLE: list[tuple[str, str, str]] = SEED_ROWS + EXTRA_ROWS
+_SEED_KEYS = {key for _, _, key in SEED_ROWS}
+
+FIXED_NOTES: list[str] = [
+    "Training rows are the final-epoch evaluation of the training split in eval mode "
+    "(z = mu, no dropout), with the final weights; they are not running averages of the "
+    "training steps.",
+    "Loss = Recon + KL_z + KL_c + Dirichlet + Usage entropy term + Classification, each term "
+    "already multiplied by its weight (the usage entropy weight is negative).",
+    "Component majority labels/confidence, NMI and ARI are computed on all N images with "
+    "their true labels (a fix relative to the seed, which used the 6 labeled validation "
+    "images).",
+    "Rows from Dirichlet Penalty on are not in the seed's report. Held-out rows score the "
+    "validation split: each predictor of the model, and a logistic regression "
+    "(scikit-learn, max_iter=1000) on the pixels of the labeled training images only. "
+    "Labels rows: the labeled images in the training split (the only labels any predictor "
+    "or baseline uses).",
+]
+
+TEST_NOTE = ("Test rows score the data's test set (t10k files or x_test/y_test), whose "
+             "images and labels no part of training, validation or early stopping sees: each "
+             "predictor (label maps from the training labels only), the components' NMI, ARI "
+             "and Hungarian accuracy, and the eval-mode loss terms of its images as unlabeled.")
+
+# Visualizations section: (heading, text lines before the image, alt text, figure key).
+VISUALIZATIONS: list[tuple[str, list[str], str, str]] = [
+    ("### Loss Curves", [], "Loss Comparison", "loss_comparison"),
+    ("### Latent Space", ["**By Class Label:**"], "Latent Spaces", "latent_spaces"),
+    (None, ["**By Component Assignment:**"], "Latent by Component", "latent_by_component"),
+    ("### Responsibility Confidence", ["Distribution of max_c q(c|x):"],
+     "Responsibility Histogram", "responsibility_histogram"),
+    ("### Reconstructions", [], "Reconstructions", "reconstructions"),
+    ("### Mixture Evolution", [], "Mixture Evolution", "model_evolution"),
+    ("### Component Embedding Divergence",
+     ["Pairwise distances between learned component embeddings:"],
+     "Component Embedding Divergence", "embedding_divergence"),
+    ("### Reconstruction by Component",
+     ["How each component reconstructs individual inputs:"],
+     "Reconstruction by Component", "reconstruction_by_component"),
+]
+
+
+def format_value(value) -> str:
+    """Seed formatting: floats -> 4 decimals, ints plain, sequences -> Python list repr."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4f}"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        # .tolist() turns numpy scalars into Python ones so the repr is "[1, 2]", not np.int64.
+        return str(np.asarray(value).tolist())
+    return str(value)
+
+
+def _hidden_dims(dims) -> str:
+    """(256, 128, 64) style, also for a single layer (no trailing comma)."""
+    return "(" + ", ".join(str(int(d)) for d in dims) + ")"
+
+
+def _header_lines(header: dict, summary: dict) -> list[str]:
+    lines = [
+        "# Experiment Report",
+        "",
+        f"**Experiment:** {header['name']}",
+        "",
+        f"**Description:** {header['description']}",
+        "",
+        f"**Tags:** {', '.join(header['tags'])}",
+        "",
+        f"**Generated:** {header['generated']}",
+        "",
+    ]
+    if header.get("preset"):
+        lines += [f"**Preset:** {header['preset']} (npvae/training/presets/{header['preset']}.toml)", ""]
+    if summary.get("stopped_early"):
+        lines += [f"**Stopped early:** {summary['stopped_early']}", ""]
+    return lines
+
+
+# The seed's line says "mixture"; model gmm's prior has a learned Gaussian per component.
+PRIORS = {"mixture": "mixture",
+          "gmm": "Gaussian mixture (learned means and variances; q(c|x) = p(c|z))"}
+
+
+def _config_lines(config: dict) -> list[str]:
+    return [
+        "## Configuration",
+        "",
+        "### Data",
+        "",
+        f"- num_samples: {config['num_samples']}",
+        f"- num_labeled: {config['num_labeled']}",
+        f"- seed: {config['seed']}",
+        "",
+        "### Model",
+        "",
+        f"- Prior: {PRIORS.get(config.get('model', 'mixture'), 'mixture')}",
+        f"- Latent dim: {config['latent_dim']}",
+        f"- Hidden dims: {_hidden_dims(config['hidden_dims'])}",
+        f"- Components (K): {config['K']}",
+        "- Reconstruction loss: bce",
+        f"- Learning rate: {config['lr']}",
+        f"- Batch size: {config['batch_size']}",
+        f"- Max epochs: {config['epochs']}",
+        "",
+    ]
+
+
+def table_lines(summary: dict) -> list[str]:
+    """The Summary Metrics table (markdown lines): the seed's rows, then the extra rows present."""
+    missing = [key for key in _SEED_KEYS if key not in summary]
+    if missing:
+        raise ValueError(f"summary is missing the seed table keys {sorted(missing)}; "
+                         f"every key of SEED_ROWS must be present.")
+    lines = [
+        "| Category | Metric | Value |",
+        "|----------|--------|-------|",
+    ]
+    for category, label, key in TABLE:
+        if key not in summary:
+            continue
+        items = summary[key].items() if isinstance(summary[key], dict) else [(None, summary[key])]
+        for name, value in items:
+            shown = label if name is None else f"{label}: {name}"
+            lines.append(f"| {category} | {shown} | {format_value(value)} |")
+    return lines
+
+
+def _notes_lines(summary: dict, notes: list[str] | None) -> list[str]:
+    all_notes = list(notes or [])
+    if "loss_parts_sum" in summary:
+        all_notes.append(
+            f"Sum of the weighted loss parts = {format_value(summary['loss_parts_sum'])} "
+            f"(Loss row = {format_value(summary['loss'])}).")
+    all_notes += FIXED_NOTES
+    if "test_images" in summary:
+        all_notes.append(TEST_NOTE)
+    return ["**Notes:**", ""] + [f"- {note}" for note in all_notes] + [""]
+
+
+def latent_caption(latent_dim: int) -> str | None:
+    """What the latent scatter plots show when the latent is not 2-D (plots.latent_points)."""
+    if latent_dim == 1:
+        return "The latent is 1-D: z[0] (x) against the digit or the component (y, jittered)."
+    if latent_dim > 2:
+        return (f"PCA projection of the {latent_dim}-D latent means onto their first two "
+                f"principal components (scikit-learn PCA).")
+    return None
+
+
+def _visualization_lines(latent_dim: int = 2) -> list[str]:
+    lines = ["## Visualizations", ""]
+    for heading, text, alt, key in VISUALIZATIONS:
+        if heading:
+            lines += [heading, ""]
+        if key == "latent_spaces" and latent_caption(latent_dim):
+            lines += [latent_caption(latent_dim), ""]
+        for t in text:
+            lines += [t, ""]
+        lines += [f"![{alt}]({FIGURES[key]})", ""]
+    return lines
+
+
+def render_report(summary: dict, config: dict, header: dict,
+                  notes: list[str] | None = None) -> str:
+    """REPORT.md text: header, Configuration, Results (table + notes), Visualizations.
+
+    summary: flat metric dict (every SEED_ROWS key required; EXTRA_ROWS keys optional;
+             optional "stopped_early" reason string and "loss_parts_sum").
+    config:  flat resolved config (num_samples, num_labeled, seed, latent_dim, hidden_dims,
+             K, lr, batch_size, epochs). header: name, description, tags, generated.
+    notes:   extra lines printed as bullets under the table, before the fixed notes.
+    """
+    lines = _header_lines(header, summary)
+    lines += _config_lines(config)
+    lines += ["## Results", "", "### Summary Metrics", ""]
+    lines += table_lines(summary)
+    lines += [""]
+    lines += _notes_lines(summary, notes)
+    lines += _visualization_lines(int(config.get("latent_dim", 2)))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir, summary: dict, config: dict, header: dict,
+                 notes: list[str] | None = None) -> Path:
+    """Render and write run_dir/REPORT.md atomically (temp file in run_dir, then os.replace)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = render_report(summary, config, header, notes)
+    return write_text(run_dir / "REPORT.md", text)
