@@ -107,7 +107,8 @@ def conv2d_forward(x, W, b, stride=1, pad=0, *, gather=im2col, scatter=col2im):
 
 def conv2d_backward(dy, cache):
     """dx = col2im(W2^T dy), dW = sum_n dy_n cols_n^T, db = sum of dy over images and
-    positions.   dy (B, F, Ho, Wo) -> dx (B, C, H, W), dW (F, C, kh, kw), db (F,)."""
+    positions (docs/math.md, section 15.2).
+    dy (B, F, Ho, Wo) -> dx (B, C, H, W), dW (F, C, kh, kw), db (F,)."""
     x_shape, cols, W, stride, pad, scatter = cache
     B, F, Ho, Wo = dy.shape
     dy = dy.reshape(B, F, Ho * Wo)
@@ -124,9 +125,10 @@ def conv2d_transpose_forward(x, W, b, stride=1, pad=0, out_hw=None, *, gather=im
                              scatter=col2im):
     """The adjoint of conv2d (its map from input to output, bias aside), plus a bias:
 
-        y = col2im(W2^T x) + b,  so that  sum(v * conv2d(u, W, 0)) = sum(conv2d_transpose(v, W, 0) * u)
+        y = col2im(W2^T x) + b,   sum(v * conv2d(u, W, 0)) = sum(conv2d_transpose(v, W, 0) * u)
 
-    for every u, v: conv2d's backward pass for dx, run as a layer. It upsamples by the stride.
+    for every u, v: conv2d's backward pass for dx, run as a layer (docs/math.md, section 15.3).
+    It upsamples by the stride.
     x (B, F, Hi, Wi), W (F, C, kh, kw) (conv2d's layout: F is this layer's INPUT channels),
     b (C,) -> y (B, C, Ho, Wo), by default Ho = (Hi - 1) s - 2p + kh, the smallest size conv2d
     maps to Hi; out_hw = (Ho, Wo) asks for up to s - 1 more (e.g. 28 from 14 with kh = 3, s = 2,
@@ -176,7 +178,7 @@ def maxpool2x2_forward(x):
 
 def maxpool2x2_backward(dy, cache):
     """dy goes to the pixel that won its block (the first one on a tie), 0 to the other
-    three.   dy (B, C, H/2, W/2) -> dx (B, C, H, W)."""
+    three (docs/math.md, section 15.4).   dy (B, C, H/2, W/2) -> dx (B, C, H, W)."""
     shape, arg = cache
     B, C, H, W = shape
     dwin = np.zeros(dy.shape + (4,), dy.dtype)                       # (B, C, H/2, W/2, 4)
