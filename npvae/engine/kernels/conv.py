@@ -5,8 +5,8 @@ pairs as `gather=im2col, scatter=col2im` for the fast path.
 
 Why kernels: the twins pad a copy of the images and then make kh kw strided passes over all
 of them (and col2im a zeroed padded buffer, kh kw read-add-write passes and a cropped copy).
-The kernels make one pass, write the zeros of the padding directly and never build the padded
-image. Each output row's span of valid input columns is worked out first, so the inner loop
+The kernels never build the padded image: each makes one pass, im2col writing the padding's
+zeros as it goes, col2im adding into its zeroed output. Each output row's span of valid input columns is worked out first, so the inner loop
 indexes from 0 without bounds tests (and, at stride 1, is a plain vectorised copy or add).
 
 Shapes: x (B, C, H, W) images; cols (B, C, kh, kw, Ho, Wo), entry (di, dj, oi, oj) the padded
@@ -35,41 +35,13 @@ def _span(n_out, n_in, d, stride, pad):
 
 
 @njit(**JIT)
-def im2col(x, stride, pad, cols):
-    """Fills cols (B, C, kh, kw, Ho, Wo) from x (B, C, H, W): the pixel each kernel tap reads
-    at each output position, 0 on the padding (npvae/core/conv.py:im2col)."""
+def _move(x, cols, stride, pad, scatter):
+    """The loop both kernels share, over every image, channel, kernel tap and output row that
+    reads inside the image, and that row's span of valid columns: scatter False copies x into
+    cols (the gather) and writes 0 where a tap reads the padding, True adds cols into x and
+    leaves those entries unread."""
     B, C, kh, kw, Ho, Wo = cols.shape
     H, W = x.shape[2], x.shape[3]
-    zero = cols.dtype.type(0)
-    for n in range(B):
-        for c in range(C):
-            xc = x[n, c]                                              # (H, W)
-            for di in range(kh):
-                ilo, ihi = _span(Ho, H, di, stride, pad)
-                for dj in range(kw):
-                    jlo, jhi = _span(Wo, W, dj, stride, pad)
-                    out = cols[n, c, di, dj]                          # (Ho, Wo)
-                    for oi in range(Ho):
-                        row = out[oi]                                 # (Wo,)
-                        if oi < ilo or oi >= ihi:
-                            row[:] = zero                             # a padding row
-                            continue
-                        src = xc[oi * stride + di - pad, jlo * stride + dj - pad:]
-                        dst = row[jlo:jhi]
-                        row[:jlo] = zero
-                        for oj in range(dst.shape[0]):
-                            dst[oj] = src[oj * stride]
-                        row[jhi:] = zero
-
-
-@njit(**JIT)
-def col2im(cols, stride, pad, x):
-    """x (B, C, H, W) <- 0, then every entry of cols (B, C, kh, kw, Ho, Wo) added to the pixel
-    it came from; entries from the padding are dropped (npvae/core/conv.py:col2im). Taps are
-    added in the twin's order, (di, dj) row by row, so float sums round the same way."""
-    B, C, kh, kw, Ho, Wo = cols.shape
-    H, W = x.shape[2], x.shape[3]
-    x[...] = 0
     for n in range(B):
         for c in range(C):
             xc = x[n, c]                                              # (H, W)
@@ -78,8 +50,40 @@ def col2im(cols, stride, pad, x):
                 for dj in range(kw):
                     jlo, jhi = _span(Wo, W, dj, stride, pad)
                     blk = cols[n, c, di, dj]                          # (Ho, Wo)
+                    if not scatter:                                   # the padding's zeros
+                        blk[:ilo] = 0
+                        blk[ihi:] = 0
+                        blk[ilo:ihi, :jlo] = 0
+                        blk[ilo:ihi, jhi:] = 0
                     for oi in range(ilo, ihi):
-                        dst = xc[oi * stride + di - pad, jlo * stride + dj - pad:]
-                        src = blk[oi, jlo:jhi]
-                        for oj in range(src.shape[0]):
-                            dst[oj * stride] += src[oj]
+                        img = xc[oi * stride + di - pad, jlo * stride + dj - pad:]
+                        col = blk[oi, jlo:jhi]
+                        # stride 1 on its own: a loop LLVM knows is contiguous, so vectorises
+                        if scatter and stride == 1:
+                            for oj in range(col.shape[0]):
+                                img[oj] += col[oj]
+                        elif scatter:
+                            for oj in range(col.shape[0]):
+                                img[oj * stride] += col[oj]
+                        elif stride == 1:
+                            for oj in range(col.shape[0]):
+                                col[oj] = img[oj]
+                        else:
+                            for oj in range(col.shape[0]):
+                                col[oj] = img[oj * stride]
+
+
+@njit(**JIT)
+def im2col(x, stride, pad, cols):
+    """Fills cols (B, C, kh, kw, Ho, Wo) from x (B, C, H, W): the pixel each kernel tap reads
+    at each output position, 0 on the padding (npvae/core/conv.py:im2col)."""
+    _move(x, cols, stride, pad, False)
+
+
+@njit(**JIT)
+def col2im(cols, stride, pad, x):
+    """x (B, C, H, W) <- 0, then every entry of cols (B, C, kh, kw, Ho, Wo) added to the pixel
+    it came from; entries from the padding are dropped (npvae/core/conv.py:col2im). Taps are
+    added in the twin's order, (di, dj) row by row, so float sums round the same way."""
+    x[...] = 0
+    _move(x, cols, stride, pad, True)
