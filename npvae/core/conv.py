@@ -25,10 +25,9 @@ import numpy as np
 
 def out_size(n: int, k: int, stride: int, pad: int) -> int:
     """Positions of a k-wide window in n + 2 pad inputs, moved by stride: (n + 2p - k) // s + 1."""
-    size = (n + 2 * pad - k) // stride + 1
-    if stride < 1 or pad < 0 or size < 1:
+    if stride < 1 or pad < 0 or n + 2 * pad < k:
         raise ValueError(f"no output: size {n}, kernel {k}, stride {stride}, pad {pad}")
-    return size
+    return (n + 2 * pad - k) // stride + 1
 
 
 def _taps(cols, stride):
@@ -44,7 +43,7 @@ def _taps(cols, stride):
 
 
 def im2col(x, stride, pad, cols):
-    """Fills cols[b, c, di, dj, oi, oj] = xpad[b, c, oi s + di, oj s + dj], xpad being x with p
+    """Fills cols[n, c, di, dj, oi, oj] = xpad[n, c, oi s + di, oj s + dj], xpad being x with p
     zeros on every side.   x (B, C, H, W), cols (B, C, kh, kw, Ho, Wo) (its shape gives the
     kernel and output sizes)."""
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))          # (B, C, H + 2p, W + 2p)
