@@ -16,7 +16,7 @@ import pytest
 
 from npvae.core import convnet, gmm
 from npvae.core.config import EXTENSIONS, Config, ConfigError
-from npvae.core.model import evaluate, loss_and_grads
+from npvae.core.model import loss_and_grads
 from npvae.core.noise import draw_noise
 from npvae.core.params import Layout, fan_in, init_params
 from npvae.core.sampling import sample_images
@@ -24,7 +24,7 @@ from npvae.engine.convgmm import ConvGMM
 from npvae.engine.gmm import FastGMM
 from npvae.training.loop import evaluate_split, fast_engine, fit
 
-from conftest import make_batch, numerical_grad, perturb, rel_err
+from conftest import check_engine, make_batch, numerical_grad, perturb, rel_err
 
 TOL = 1e-6
 NETS = [("conv", "dense"), ("dense", "conv"), ("conv", "conv")]
@@ -111,21 +111,7 @@ def test_init_and_weight_decay():
 @pytest.mark.parametrize("encoder,decoder", NETS)
 def test_engine_matches_readable_float64(encoder, decoder, threads):
     cfg, p, x, y, noise = setup(encoder, decoder, rows=7)
-    loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
-    eng = ConvGMM(cfg, threads=threads)
-    for _ in range(2):                           # the buffers are reused: twice
-        g2 = p.zeros_like()
-        g2.flat[:] = np.nan                      # every gradient must be written
-        loss2, terms2 = eng.loss_and_grads(p, x, y, noise, g2)
-        assert abs(loss - loss2) <= 1e-10 * abs(loss)
-        for k in terms:
-            assert abs(terms[k] - terms2[k]) <= 1e-10 * max(1.0, abs(terms[k]))
-        assert rel_err(g.flat, g2.flat) < 1e-10
-    out, ev = evaluate(p, x, cfg, y)
-    ev2, q_sum, out2 = eng.evaluate(p, x, y, outputs=True)
-    assert max(abs(ev[k] - ev2[k]) for k in ev) < 1e-10 * max(1.0, abs(ev["loss"]))
-    np.testing.assert_allclose(out2.q, out.q, rtol=1e-12)
-    np.testing.assert_allclose(q_sum, out.q.sum(axis=0), rtol=1e-12)
+    check_engine(ConvGMM(cfg, threads=threads), p, x, y, noise, cfg, steps=2)
     small = cfg.replace(eval_batch_size=3)
     tot, usage = evaluate_split(p, x, y, small)
     tot2, usage2 = ConvGMM(small, threads=threads).evaluate_split(p, x, y)
