@@ -74,7 +74,8 @@ def test_gradient_eval_mode():
 # ------------------------------------------------------------------- shapes
 def test_layout_at_28_by_28():
     """The default channels on MNIST: 1 x 28 x 28 -> 32 x 14 x 14 -> 64 x 7 x 7 = 3136
-    features for the trunk; the decoder maps back 3136 -> 64 x 7 x 7 -> 32 x 14 x 14 -> 1 x 28 x 28."""
+    features for the trunk; the decoder maps back 3136 -> 64 x 7 x 7 -> 32 x 14 x 14 ->
+    1 x 28 x 28."""
     cfg = Config(model="gmm", encoder="conv", decoder="conv").validate()
     shapes = dict(zip(*(lambda lay: (lay.names, lay.shapes))(Layout.from_config(cfg))))
     assert shapes["enc_conv0.W"] == (32, 1, 3, 3) and shapes["enc_conv1.W"] == (64, 32, 3, 3)

@@ -160,15 +160,15 @@ def rows_backward_encoder(dmu, dlv, dz, cache, g: Params) -> None:
     in eval mode), the heads, the trunk [and the conv layers]: written into g."""
     (c_conv, c_trunk, c_mu, c_lv), c_z, _, _ = cache
     if c_z is not None:
-        dmu_z, dlv_z = L.reparam_backward(dz, c_z)
+        dmu_z, dlv_z = L.reparam_backward(dz, c_z)                          # (B, d) each
         dmu, dlv = dmu + dmu_z, dlv + dlv_z
     else:
-        dmu = dmu + dz
-    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)
-    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)
-    dx = mlp_backward(dh_mu + dh_lv, c_trunk, g, "enc")                    # (B, trunk input)
+        dmu = dmu + dz                                                      # (B, d)
+    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)  # (B, H[-1])
+    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)  # (B, H[-1])
+    dx = mlp_backward(dh_mu + dh_lv, c_trunk, g, "enc")    # (B, D), or (B, Ch s s) after conv
     if c_conv is not None:
-        convnet.encoder_backward(dx, c_conv, g)
+        convnet.encoder_backward(dx, c_conv, g)                             # (B, D), unused
 
 
 def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None, **ops):

@@ -71,7 +71,7 @@ class ConvGMM:
         rows, latent = [None] * len(ranges), {}
 
         def step(t, r, barrier):
-            i0, i1 = r
+            i0, i1 = r                         # A. rows: forward, decoder backward to dz
             (mu, lv, z, _, bce), cache = gmm.rows_forward(p, x[i0:i1], noise.eps[i0:i1], cfg,
                                                           **self.ops)
             dz = gmm.rows_backward_decoder(np.full(i1 - i0, cfg.w_rec / B), cache,
@@ -82,7 +82,7 @@ class ConvGMM:
                 mu, lv, z = (np.concatenate(a) for a in zip(*rows))
                 latent["sums"], *_, c_lat = gmm.latent_forward(p, mu, lv, z, y, cfg)
                 latent["grads"] = gmm.latent_backward(c_lat, self.grads[0], cfg)
-            barrier.wait()
+            barrier.wait()                     # C. rows: the encoder backward
             dmu, dlv, dz_lat = (a[i0:i1] for a in latent["grads"])
             gmm.rows_backward_encoder(dmu, dlv, dz + dz_lat, cache, self.grads[t])
             return float(bce.sum())
