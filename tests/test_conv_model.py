@@ -213,3 +213,17 @@ def test_default_run_unchanged():
     compact = conv_config("conv", "dense").to_dict(compact=True)
     assert compact["encoder"] == "conv" and compact["conv_channels"] == [2, 3]
     assert "decoder" not in compact
+
+
+def test_estimator_takes_the_settings():
+    """MixtureVAEClassifier(model="gmm", encoder="conv", decoder="conv") fits and predicts."""
+    from npvae.estimator.classifier import MixtureVAEClassifier
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 64)), np.where(np.arange(40) < 12, np.arange(40) % 4, -1)
+    clf = MixtureVAEClassifier(model="gmm", encoder="conv", decoder="conv",
+                               conv_channels=(2, 3), num_classes=4, K=4, latent_dim=3,
+                               hidden_dims=(8,), decoder_dims=(8,), epochs=2, batch_size=16)
+    clf.fit(x, y)
+    assert clf.config_.encoder == "conv" and clf.predict_proba(x).shape == (40, 4)
+    assert clf.sample(2).shape == (2, 64)
