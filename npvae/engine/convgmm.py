@@ -4,8 +4,9 @@ laps) around the readable path, npvae/core/gmm.py with npvae/core/convnet.py, wh
 get the Numba im2col / col2im (npvae/engine/kernels/conv.py) as their gather and scatter.
 
 Threads, as in FastGMM (npvae/engine/threads.py): T Python threads, BLAS on one thread inside
-each. The conv layers' products are small (one (F, C 9) x (C 9, positions) product per image),
-too small for BLAS's own threads: on 2 cores they made a step slower than one thread. A step:
+each, also when T = 1. The conv layers' products are small (one (F, C 9) x (C 9, positions)
+product per image), too small for BLAS's own threads: on 2 busy cores a step took 2.5 times as
+long with BLAS on 2 threads as on 1. A step:
   A. rows: each thread takes its images through gmm.rows_forward (encoder, z, decoder, BCE)
      and gmm.rows_backward_decoder down to dz, the decoder's weight gradients summed over its
      own rows into its own gradient buffer;
@@ -37,7 +38,7 @@ from npvae.core.params import Params
 
 from . import kernels
 from .gmm import evaluate_chunks
-from .threads import Team, available_cores, blas_single_thread, split
+from .threads import Team, available_cores, blas_one_thread, split
 
 # with NUMBA_DISABLE_JIT=1 the NumPy twins (the kernels as plain Python loops are far slower)
 kern = kernels.numpy_twins() if numba.config.DISABLE_JIT else kernels
@@ -87,7 +88,7 @@ class ConvGMM:
             gmm.rows_backward_encoder(dmu, dlv, dz + dz_lat, cache, self.grads[t])
             return float(bce.sum())
 
-        with blas_single_thread(len(ranges)):
+        with blas_one_thread():
             bce = self.team.run(step, ranges)
         np.copyto(g.flat, self.grads[0].flat)
         for t in range(1, len(ranges)):
@@ -112,4 +113,5 @@ class ConvGMM:
         def chunk(t, xc, yc):
             return self.evaluate(p, xc, yc)[:2]
 
-        return evaluate_chunks(self.team, self.threads, self.cfg, x, y, chunk)
+        with blas_one_thread():                # also when one thread evaluates
+            return evaluate_chunks(self.team, self.threads, self.cfg, x, y, chunk)
