@@ -143,7 +143,8 @@ def test_fast_engine_dispatch():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tiny_fit_learns(digits, dtype):
     """28 x 28 digits through conv layers of 4 and 8 channels: the loss falls, the fast and
-    the reference engines agree, and images can be sampled from the prior."""
+    the reference engines agree, images can be sampled from the prior, and a run stopped
+    midway resumes to the very same weights."""
     x, yv, tr, va = digits
     cfg = Config(model="gmm", encoder="conv", decoder="conv", conv_channels=(4, 8),
                  latent_dim=4, hidden_dims=(32,), decoder_dims=(32,), epochs=3,
@@ -159,6 +160,10 @@ def test_tiny_fit_learns(digits, dtype):
         np.testing.assert_allclose(a.history["train_loss"], b.history["train_loss"], rtol=1e-8)
     images = sample_images(a.params, cfg, 3, 1, np.random.default_rng(0))
     assert images.shape == (3, 784) and 0 <= images.min() and images.max() <= 1
+    calls = iter(range(10**6))                       # stop after the 7th step, then resume
+    part = fit(cfg, x, yv, tr, va, progress=False, should_stop=lambda: next(calls) == 6)
+    rest = fit(cfg, x, yv, tr, va, progress=False, state=part.state)
+    assert part.interrupted and np.array_equal(rest.params.flat, a.params.flat)
 
 
 def test_command_line_run(tmp_path, capsys):
