@@ -83,6 +83,28 @@ def check_layer(forward, backward, inputs, wrt, rng, h: float = 1e-6) -> list[fl
     return errs
 
 
+def check_engine(engine, p, x, y, noise, cfg, steps: int = 1) -> None:
+    """A fast engine against the readable path (npvae/core/model.py) in float64: loss, terms
+    and every gradient (each must be written: g starts NaN) of `steps` training steps on the
+    same batch (buffers are reused), then the eval-mode terms, q and its sum, to 1e-10."""
+    from npvae.core.model import evaluate, loss_and_grads
+
+    loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
+    for _ in range(steps):
+        g2 = p.zeros_like()
+        g2.flat[:] = np.nan
+        loss2, terms2 = engine.loss_and_grads(p, x, y, noise, g2)
+        assert abs(loss - loss2) <= 1e-10 * abs(loss)
+        for k in terms:
+            assert abs(terms[k] - terms2[k]) <= 1e-10 * max(1.0, abs(terms[k]))
+        assert rel_err(g.flat, g2.flat) < 1e-10
+    out, ev = evaluate(p, x, cfg, y)
+    ev2, q_sum, out2 = engine.evaluate(p, x, y, outputs=True)
+    assert max(abs(ev[k] - ev2[k]) for k in ev) < 1e-10 * max(1.0, abs(ev["loss"]))
+    np.testing.assert_allclose(out2.q, out.q, rtol=1e-12)
+    np.testing.assert_allclose(q_sum, out.q.sum(axis=0), rtol=1e-12)
+
+
 def perturb(p, rng: np.random.Generator, scale: float = 0.3) -> None:
     """Move parameters away from their initialisation, in place: scale * N(0, 1) added to
     biases, pi_logits and embed (so pi is not uniform and biases are not 0), and

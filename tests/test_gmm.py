@@ -22,7 +22,7 @@ from npvae.core.noise import draw_noise
 from npvae.core.params import Layout, init_params
 from npvae.training.loop import _scheduled, fit
 
-from conftest import LABEL_CASES, check_layer, make_batch, numerical_grad, perturb, rel_err
+from conftest import LABEL_CASES, check_engine, check_layer, make_batch, numerical_grad, perturb, rel_err
 
 TOL = 1e-6
 WEIGHTS = {"recon": "w_rec", "kl_z": "w_kl", "kl_c": "w_klc", "dirichlet": "w_dir",
@@ -163,20 +163,7 @@ def test_negative_elbo_at_init_is_recon_plus_kls():
 @pytest.mark.parametrize("labels", LABEL_CASES)
 def test_fast_engine_matches_readable_float64(labels, threads):
     cfg, p, x, y, noise = setup(labels)
-    loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
-    fast = FastGMM(cfg, threads=threads)
-    g2 = p.zeros_like()
-    g2.flat[:] = np.nan                          # every gradient must be written
-    loss2, terms2 = fast.loss_and_grads(p, x, y, noise, g2)
-    assert abs(loss - loss2) <= 1e-10 * abs(loss)
-    for k in terms:
-        assert abs(terms[k] - terms2[k]) <= 1e-10 * max(1.0, abs(terms[k]))
-    assert rel_err(g.flat, g2.flat) < 1e-10
-    out, ev = evaluate(p, x, cfg, y)
-    ev2, q_sum, out2 = fast.evaluate(p, x, y, outputs=True)
-    assert max(abs(ev[k] - ev2[k]) for k in ev) < 1e-10 * max(1.0, abs(ev["loss"]))
-    np.testing.assert_allclose(out2.q, out.q, rtol=1e-12)
-    np.testing.assert_allclose(q_sum, out.q.sum(axis=0), rtol=1e-12)
+    check_engine(FastGMM(cfg, threads=threads), p, x, y, noise, cfg)
 
 
 def test_fast_engine_float32_close():

@@ -59,6 +59,10 @@ def cases(dtype, B, seed=0):
         "gmm_latent": (f(B, 2), 0.3 * f(B, 2), f(B, 2), _labels(rng, B), f(K), f(K, 2),
                        0.3 * f(K, 2), np.array([0.7, 0.9, 0.4, 5.0, -0.3, 2.0]), True,
                        f(B, K), f(B, K), f(B, 2), f(B, 2), f(B, 2), f(K), f(K, 2), f(K, 2)),
+        # the convolutions' gather and scatter: 6 x 5 images, 3 x 3 kernel, stride 2, pad 1
+        # (tests/test_conv.py checks more sizes, with tolerances derived per kernel)
+        "im2col": (f(B, 2, 6, 5), 2, 1, f(B, 2, 3, 3, 3, 3)),
+        "col2im": (f(B, 2, 3, 3, 3, 3), 2, 1, f(B, 2, 6, 5)),
     }
 
 

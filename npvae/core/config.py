@@ -14,7 +14,8 @@ MODELS = ("mixture", "gmm")
 # defaults (Config.to_dict(compact=True)), so the default run writes the very bytes it wrote
 # before they existed; Config.from_dict fills them back in.
 EXTENSIONS = ("model", "labeled_per_batch", "warmup_epochs", "anneal_epochs", "aug_rotate",
-              "aug_scale", "aug_shift")
+              "aug_scale", "aug_shift", "encoder", "decoder", "conv_channels")
+NETS = ("dense", "conv")          # Config.encoder and Config.decoder
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,9 @@ class Config:
     dropout: float = 0.2              # classifier dropout rate (inverted dropout, training only)
     num_classes: int = 10
     input_dim: int = 784              # pixels per image (28 x 28)
+    encoder: str = "dense"            # model gmm: "conv" puts 3x3 stride-2 convolutions before
+    decoder: str = "dense"            # the trunk / transposed ones after the decoder MLP
+    conv_channels: tuple[int, ...] = (32, 64)       # their channels (the decoder mirrors them)
     # --- loss weights (spec section 3); each term is multiplied by its weight ---
     w_rec: float = 1.0                # reconstruction (BCE summed over pixels)
     w_kl: float = 0.5                 # Gaussian KL of z
@@ -112,6 +116,7 @@ class Config:
                      "eval_batch_size"):
             need(getattr(self, name) >= 1, name, "it must be at least 1")
         need(self.num_classes >= 2, "num_classes", "it must be at least 2")
+        self._check_conv(need)
         need(self.num_samples is None or self.num_samples >= 1, "num_samples",
              "it must be at least 1 (or omitted for all images)")
         need(self.num_labeled >= 0, "num_labeled", "it must be 0 or more")
@@ -143,6 +148,23 @@ class Config:
              "it names the run folder: give a non-empty name without '/', '\\' or NUL")
         return self
 
+    def _check_conv(self, need) -> None:
+        """The convolutional encoder / decoder (npvae/core/convnet.py): model gmm only, on
+        square images whose side the stride-2 layers can halve len(conv_channels) times."""
+        for name in ("encoder", "decoder"):
+            need(getattr(self, name) in NETS, name, f"use one of {', '.join(NETS)}")
+        need(len(self.conv_channels) > 0 and all(c >= 1 for c in self.conv_channels),
+             "conv_channels", "give one or more positive channel counts, e.g. 32 64")
+        if "conv" not in (self.encoder, self.decoder):
+            return
+        name = "encoder" if self.encoder == "conv" else "decoder"
+        need(self.model == "gmm", name, "the convolutional networks are part of model gmm "
+             "(--model gmm) for now")
+        side, halvings = round(self.input_dim ** 0.5), 2 ** len(self.conv_channels)
+        need(side * side == self.input_dim and side % halvings == 0, "input_dim",
+             f"a convolutional {name} needs square images whose side is divisible by "
+             f"2**len(conv_channels) = {halvings} (e.g. 784 = 28 x 28 with 2 channel entries)")
+
     # ------------------------------------------------------------ conversions
     def to_dict(self, compact: bool = False) -> dict:
         """Plain JSON/TOML-friendly dict (tuples become lists). compact: without the
@@ -150,9 +172,8 @@ class Config:
         d = {k: (list(v) if isinstance(v, tuple) else v)
              for k, v in dataclasses.asdict(self).items()}
         if compact:
-            defaults = Config()
-            d = {k: v for k, v in d.items()
-                 if k not in EXTENSIONS or v != getattr(defaults, k)}
+            defaults = Config().to_dict()
+            d = {k: v for k, v in d.items() if k not in EXTENSIONS or v != defaults[k]}
         return d
 
     @classmethod

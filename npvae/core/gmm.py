@@ -23,11 +23,14 @@ label is known (the component *is* the class, K = num_classes). The loss, per ba
 With w_rec = w_kl = w_klc = 1 and the other weights 0 it is the negative ELBO of the mixture
 model; the training loop scales w_kl and w_klc by Config.kl_scale(epoch) (warm-up, anneal).
 The terms keep the seed's names, so histories, reports and the engines treat both models alike.
+Config.encoder / decoder = "conv" put 3x3 stride-2 convolutions before the trunk / transposed
+ones after the decoder MLP (npvae/core/convnet.py); everything between them is unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import convnet
 from . import layers as L
 from .blocks import Outputs, mlp_backward, mlp_forward
 from .config import Config
@@ -35,12 +38,34 @@ from .noise import Noise
 from .params import Params
 
 
-def encoder_forward(p: Params, x, cfg: Config):
-    """Trunk and the mu / lv heads. x (B, D) -> mu, lv (B, d) and the caches."""
+def encoder_forward(p: Params, x, cfg: Config, **ops):
+    """[The conv layers,] the trunk and the mu / lv heads. x (B, D) -> mu, lv (B, d) and the
+    caches. ops: gather=, scatter= for the conv layers (npvae/core/convnet.py)."""
+    c_conv = None
+    if cfg.encoder == "conv":
+        x, c_conv = convnet.encoder_forward(p, x, cfg, **ops)              # (B, Ch s s)
     h, c_trunk = mlp_forward(x, p, "enc", len(cfg.hidden_dims), last_linear=False)
     mu, c_mu = L.linear_forward(h, p["enc_mu.W"], p["enc_mu.b"])            # (B, d)
     lv, c_lv = L.linear_forward(h, p["enc_lv.W"], p["enc_lv.b"])            # (B, d)
-    return mu, lv, (c_trunk, c_mu, c_lv)
+    return mu, lv, (c_conv, c_trunk, c_mu, c_lv)
+
+
+def decoder_forward(p: Params, z, cfg: Config, **ops):
+    """The decoder MLP [and the transposed conv layers]: z (B, d) -> logits (B, D), cache."""
+    conv = cfg.decoder == "conv"
+    l, c_mlp = mlp_forward(z, p, "dec", len(cfg.decoder_dims) + 1, last_linear=not conv)
+    c_conv = None
+    if conv:
+        l, c_conv = convnet.decoder_forward(p, l, cfg, **ops)               # (B, D)
+    return l, (c_mlp, c_conv)
+
+
+def decoder_backward(dl, cache, g: Params):
+    """dl (B, D) -> writes the decoder's gradients into g; returns dz (B, d)."""
+    c_mlp, c_conv = cache
+    if c_conv is not None:
+        dl = convnet.decoder_backward(dl, c_conv, g)                        # (B, Ch s s)
+    return mlp_backward(dl, c_mlp, g, "dec")                                # (B, d)
 
 
 def responsibilities_forward(p: Params, z):
@@ -111,41 +136,60 @@ def latent_backward(cache, g: Params, cfg: Config):
     return dmu, dlv, dz
 
 
-def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
-    """Training mode when `noise` is given (sampled z), eval mode otherwise (z = mu).
-    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
-    Returns (loss, terms dict of weighted terms, Outputs, cache)."""
-    B = x.shape[0]
-    mu, lv, c_enc = encoder_forward(p, x, cfg)
-    if noise is not None:
-        z, c_z = L.reparam_forward(mu, lv, noise.eps)
-    else:
-        z, c_z = mu, None
-    sums, q, s, pi, c_lat = latent_forward(p, mu, lv, z, y, cfg)
-    l, c_dec = mlp_forward(z, p, "dec", len(cfg.decoder_dims) + 1, last_linear=True)  # (B, D)
+def rows_forward(p: Params, x, eps, cfg: Config, **ops):
+    """The part of a forward pass that is image by image: encoder, z = mu + e^{lv/2} eps
+    (z = mu when eps is None), decoder, BCE. x (B, D), eps (B, d) or None ->
+    (mu, lv, z (B, d), logits (B, D), bce (B,)) and the cache."""
+    mu, lv, c_enc = encoder_forward(p, x, cfg, **ops)
+    z, c_z = (mu, None) if eps is None else L.reparam_forward(mu, lv, eps)
+    l, c_dec = decoder_forward(p, z, cfg, **ops)                            # (B, D)
     bce, c_bce = L.bce_logits_forward(l, x)                                 # (B,)
+    return (mu, lv, z, l, bce), (c_enc, c_z, c_dec, c_bce)
+
+
+def rows_backward_decoder(w, cache, g: Params):
+    """The reconstruction sum_i w_i BCE_i -> the decoder (its gradients written into g) ->
+    dz (B, d). w (B,)."""
+    _, _, c_dec, c_bce = cache
+    dl = L.bce_logits_backward(w.astype(c_bce[0].dtype), c_bce)            # (B, D)
+    return decoder_backward(dl, c_dec, g)                                   # (B, d)
+
+
+def rows_backward_encoder(dmu, dlv, dz, cache, g: Params) -> None:
+    """The gradients dmu, dlv, dz (B, d) of the loss -> through z = mu + e^{lv/2} eps (z = mu
+    in eval mode), the heads, the trunk [and the conv layers]: written into g."""
+    (c_conv, c_trunk, c_mu, c_lv), c_z, _, _ = cache
+    if c_z is not None:
+        dmu_z, dlv_z = L.reparam_backward(dz, c_z)                          # (B, d) each
+        dmu, dlv = dmu + dmu_z, dlv + dlv_z
+    else:
+        dmu = dmu + dz                                                      # (B, d)
+    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)  # (B, H[-1])
+    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)  # (B, H[-1])
+    dx = mlp_backward(dh_mu + dh_lv, c_trunk, g, "enc")    # (B, D), or (B, Ch s s) after conv
+    if c_conv is not None:
+        convnet.encoder_backward(dx, c_conv, g)                             # (B, D), unused
+
+
+def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None, **ops):
+    """Training mode when `noise` is given (sampled z), eval mode otherwise (z = mu).
+    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled; ops: gather=, scatter= for the conv
+    layers. Returns (loss, terms dict of weighted terms, Outputs, cache)."""
+    B = x.shape[0]
+    (mu, lv, z, l, bce), c_rows = rows_forward(p, x, None if noise is None else noise.eps,
+                                               cfg, **ops)
+    sums, q, s, pi, c_lat = latent_forward(p, mu, lv, z, y, cfg)
     terms = {"recon": cfg.w_rec * float(bce.sum()) / B, **{k: v / B for k, v in sums.items()}}
     out = Outputs(q, mu, lv, z, l[:, None, :], s, pi)
-    return sum(terms.values()), terms, out, (B, c_enc, c_z, c_lat, c_dec, c_bce)
+    return sum(terms.values()), terms, out, (B, c_rows, c_lat)
 
 
 def backward(p: Params, cache, cfg: Config) -> Params:
     """Exact gradient of the total loss with respect to every parameter array."""
-    B, (c_trunk, c_mu, c_lv), c_z, c_lat, c_dec, c_bce = cache
+    B, c_rows, c_lat = cache
     g = p.zeros_like()
-    # reconstruction -> decoder -> z
-    dl = L.bce_logits_backward(np.full(B, cfg.w_rec / B, c_bce[0].dtype), c_bce)  # (B, D)
-    dz = mlp_backward(dl, c_dec, g, "dec")                                  # (B, d)
+    dz = rows_backward_decoder(np.full(B, cfg.w_rec / B), c_rows, g)       # (B, d)
     # the latent terms -> the prior's parameters, mu, lv and z
     dmu, dlv, dz_lat = latent_backward(c_lat, g, cfg)
-    dz += dz_lat
-    # z -> mu, lv (eval mode: z = mu)
-    if c_z is not None:
-        dmu_z, dlv_z = L.reparam_backward(dz, c_z)
-        dmu, dlv = dmu + dmu_z, dlv + dlv_z
-    else:
-        dmu = dmu + dz
-    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)
-    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)
-    mlp_backward(dh_mu + dh_lv, c_trunk, g, "enc")
+    rows_backward_encoder(dmu, dlv, dz + dz_lat, c_rows, g)
     return g

@@ -19,6 +19,14 @@ Model "gmm" (npvae/core/gmm.py) keeps the trunk and the mu / lv heads and has in
 
     prior           pi_logits (K,)      prior_mu (K, d)     prior_lv (K, d)   p(z|c) = N(m_c, e^lv_c)
     decoder         dec{i}.W  d -> G[0] -> ... -> D (logits), one decoder shared by all c
+
+and, with encoder / decoder "conv" (npvae/core/convnet.py; L = len(conv_channels), Ch =
+conv_channels, Ch[-1] := 1, S = sqrt(D), s = S / 2^L):
+
+    conv encoder    enc_conv{i}.W (Ch[i], Ch[i-1], 3, 3)  enc_conv{i}.b (Ch[i],)   before enc0,
+                    whose input is then Ch[L-1] s s wide
+    conv decoder    the last dec{i} maps G[-1] -> Ch[L-1] s s, then dec_conv{i}.W (Ch[i],
+                    Ch[i-1], 3, 3) (conv2d's layout)  dec_conv{i}.b (Ch[i-1],), i = L-1 .. 0
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import convnet
 from .config import Config
 
 
@@ -45,7 +54,14 @@ class Layout:
             names.extend([f"{name}.W", f"{name}.b"])
             shapes.extend([(n_in, n_out), (n_out,)])
 
-        dims = (cfg.input_dim, *cfg.hidden_dims)
+        def conv(prefix):                   # model gmm, encoder / decoder "conv"
+            for name, shape in convnet.arrays(cfg, prefix):
+                names.append(name)
+                shapes.append(shape)
+
+        if cfg.encoder == "conv":
+            conv("enc_conv")
+        dims = (convnet.encoder_out(cfg), *cfg.hidden_dims)
         for i in range(len(cfg.hidden_dims)):
             dense(f"enc{i}", dims[i], dims[i + 1])
         h = cfg.hidden_dims[-1]
@@ -54,9 +70,11 @@ class Layout:
             dense("enc_lv", h, cfg.latent_dim)
             names.extend(["pi_logits", "prior_mu", "prior_lv"])
             shapes.extend([(cfg.K,), (cfg.K, cfg.latent_dim), (cfg.K, cfg.latent_dim)])
-            dims = (cfg.latent_dim, *cfg.decoder_dims, cfg.input_dim)
+            dims = (cfg.latent_dim, *cfg.decoder_dims, convnet.decoder_in(cfg))
             for i in range(len(dims) - 1):
                 dense(f"dec{i}", dims[i], dims[i + 1])
+            if cfg.decoder == "conv":
+                conv("dec_conv")
             return cls._packed(names, shapes)
         dense("enc_c", h, cfg.K)
         dense("enc_mu", h, cfg.latent_dim)
@@ -81,7 +99,12 @@ class Layout:
         return cls(tuple(names), tuple(shapes), offsets, int(sum(sizes)))
 
     def decay_mask(self, dtype=np.float32) -> np.ndarray:
-        """(size,) 1 on Dense weight matrices, 0 on biases, pi_logits and embed (spec section 4)."""
+        """(size,) 1 on Dense weight matrices, 0 on biases, pi_logits and embed (spec section 4).
+        Convolution kernels (`*_conv{i}.W`) decay too: a kernel is the weight matrix W2
+        (F, C kh kw) of its im2col product (docs/math.md, section 15), doing for every image
+        position what a Dense matrix does for a row, so the same pull towards 0 regularises it
+        (as in AdamW's usual setting, every weight but biases and norms); the prior's arrays
+        and the biases stay free. The default config has no kernels: its mask is unchanged."""
         mask = np.zeros(self.size, dtype=dtype)
         for name, shape, off in zip(self.names, self.shapes, self.offsets):
             if name.endswith(".W"):
@@ -145,15 +168,31 @@ def truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
     return out * (std / 0.87962566103423978)
 
 
+def fan_in(name: str, shape) -> float:
+    """How many inputs each output entry of the layer sums (on average): n_in for a Dense
+    (n_in, n_out); C kh kw for a conv2d kernel (F, C, kh, kw); F kh kw / s^2 for a transposed
+    one (npvae/core/convnet.py: its F input channels, each pixel reached by kh kw / s^2 of the
+    kernel's taps on average, 9/4 for 3x3 at stride 2)."""
+    if len(shape) == 2:
+        return shape[0]
+    F, C, kh, kw = shape
+    if name.startswith("dec_conv"):
+        return F * kh * kw / convnet.STRIDE ** 2
+    return C * kh * kw
+
+
 def init_params(cfg: Config, rng: np.random.Generator) -> Params:
     """LeCun-normal Dense weights (std sqrt(1/fan_in), truncated at 2 std), zero biases,
     pi_logits = 0 (uniform pi), embeddings ~ N(0, 0.02^2) (spec section 2); model gmm:
-    component means ~ N(0, I), log-variances 0."""
+    component means ~ N(0, I), log-variances 0. Convolution kernels as the Dense weights, with
+    their own fan_in: std sqrt(1/fan_in) keeps each layer's outputs about as large as its
+    inputs (a sum of fan_in products of unit-variance terms), whichever layer kind; the same
+    rule as the Dense layers, so a conv and a dense network start at the same scale."""
     layout = Layout.from_config(cfg)
     p = Params(layout, np.zeros(layout.size, dtype=cfg.dtype))
     for name, shape in zip(layout.names, layout.shapes):
         if name.endswith(".W"):
-            p[name][...] = truncated_normal(rng, shape, np.sqrt(1.0 / shape[0]))
+            p[name][...] = truncated_normal(rng, shape, np.sqrt(1.0 / fan_in(name, shape)))
         elif name == "embed":
             p[name][...] = 0.02 * rng.standard_normal(shape)
         elif name == "prior_mu":           # model gmm: component means spread like N(0, I)

@@ -5,14 +5,14 @@
 Seed model ("mixture"): every component shares the prior N(0, I); component k decodes z with
 its own embedding: x = sigmoid(decoder_forward(p, z, cfg, components=k)).
 Model gmm: component k has its own prior N(m_k, diag e^{v_k}) and one decoder serves all:
-z = m_k + e^{v_k / 2} eps, x = sigmoid(decoder MLP(z)).
+z = m_k + e^{v_k / 2} eps, x = sigmoid(gmm.decoder_forward(z)).
 component None draws each row's component from the learned weights pi = softmax(pi_logits).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .blocks import mlp_forward
+from . import gmm
 from .config import Config
 from .layers import sigmoid, softmax_forward
 from .model import decoder_forward
@@ -37,8 +37,7 @@ def sample_images(p: Params, cfg: Config, n: int, component, rng: np.random.Gene
     images = np.empty((n, cfg.input_dim))
     if cfg.model == "gmm":
         z = p["prior_mu"][ks] + np.exp(0.5 * p["prior_lv"][ks]) * eps
-        logits = mlp_forward(z, p, "dec", len(cfg.decoder_dims) + 1, last_linear=True)[0]
-        return sigmoid(logits)
+        return sigmoid(gmm.decoder_forward(p, z, cfg)[0])
     for k in np.unique(ks):                 # decode each component's rows together
         rows = ks == k
         images[rows] = sigmoid(decoder_forward(p, eps[rows], cfg, components=k)[0][:, 0])

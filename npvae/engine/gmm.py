@@ -221,29 +221,38 @@ class FastGMM:
         return self._evaluate(self.ws[0], p, x, y, outputs)
 
     def evaluate_split(self, p: Params, x, y) -> tuple[dict, np.ndarray]:
-        """train.evaluate_split on the fast path: chunks of eval_batch_size, each chunk's
-        terms weighted by its size / N; and the mean of q(c|x) over the split (K,). Thread t
-        evaluates chunks t, t + T, ...; results are combined in chunk order."""
-        n, bs = x.shape[0], self.cfg.eval_batch_size
-        totals = dict.fromkeys(("loss",) + TERMS, 0.0)
-        usage = np.zeros(self.cfg.K)
-        if n == 0:
-            return totals, np.full(self.cfg.K, np.nan)          # as train.evaluate_split
-        starts = list(range(0, n, bs))
-        T = min(self.threads, len(starts))
+        """train.evaluate_split on the fast path (evaluate_chunks), each thread with its own
+        workspace."""
+        def chunk(t, xc, yc):
+            return self._evaluate(self.ws[t], p, xc, yc, False)[:2]
 
-        def run(t, mine, _):
-            return [self._evaluate(self.ws[t], p, x[s:s + bs], y[s:s + bs], False)
-                    for s in mine]
+        return evaluate_chunks(self.team, self.threads, self.cfg, x, y, chunk)
 
-        with blas_single_thread(T):
-            done = self.team.run(run, [starts[t::T] for t in range(T)])
-        for c, s in enumerate(starts):
-            terms, q_sum, _ = done[c % T][c // T]
-            for k in totals:
-                totals[k] += min(bs, n - s) / n * terms[k]
-            usage += q_sum
-        return totals, usage / n
+
+def evaluate_chunks(team: Team, threads: int, cfg: Config, x, y, chunk):
+    """train.evaluate_split on threads: chunks of eval_batch_size, each chunk's terms weighted
+    by its size / N, and the mean of q(c|x) over the split (K,). chunk(t, x, y) -> (terms
+    with "loss", q summed over the chunk) runs on thread t, which evaluates chunks t, t + T,
+    ... with BLAS on one thread; results are combined in chunk order."""
+    n, bs = x.shape[0], cfg.eval_batch_size
+    totals = dict.fromkeys(("loss",) + TERMS, 0.0)
+    usage = np.zeros(cfg.K)
+    if n == 0:
+        return totals, np.full(cfg.K, np.nan)                   # as train.evaluate_split
+    starts = list(range(0, n, bs))
+    T = min(threads, len(starts))
+
+    def run(t, mine, _):
+        return [chunk(t, x[s:s + bs], y[s:s + bs]) for s in mine]
+
+    with blas_single_thread(T):
+        done = team.run(run, [starts[t::T] for t in range(T)])
+    for c, s in enumerate(starts):
+        terms, q_sum = done[c % T][c // T]
+        for k in totals:
+            totals[k] += min(bs, n - s) / n * terms[k]
+        usage += q_sum
+    return totals, usage / n
 
 
 def _columns(n: int, T: int, t: int) -> tuple[int, int]:

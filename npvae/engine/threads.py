@@ -8,6 +8,7 @@ OpenBLAS's idle worker threads spin and would take the cores from ours.
     split(n, T)                  contiguous ranges of n rows or columns, one per thread
     team.run(fn, items)          fn(t, item, barrier) on thread t, results in thread order
     blas_single_thread(T)        a context: BLAS on one thread while T > 1 of ours run
+    blas_one_thread()            a context: BLAS on one thread
     process_share(threads)       a context: this process's share of the cores ($NPVAE_THREADS
                                  and the BLAS limit), for sweep and active-learning workers
 """
@@ -52,9 +53,13 @@ def split(n: int, T: int) -> list[tuple[int, int]]:
 
 def blas_single_thread(T: int):
     """BLAS on one thread while T > 1 of our threads run (nothing left spinning)."""
+    return blas_one_thread() if T > 1 else nullcontext()
+
+
+def blas_one_thread():
+    """BLAS on one thread, whatever ours do (for work made of products too small for BLAS's
+    threads, such as the per-image products of the conv layers)."""
     global _BLAS
-    if T == 1:
-        return nullcontext()
     if _BLAS is None:
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")

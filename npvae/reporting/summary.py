@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npvae.core.blocks import mlp_forward
+from npvae.core import gmm
 from npvae.core.config import Config
 from npvae.core.layers import sigmoid, softmax_forward
 from npvae.core.model import evaluate, responsibilities
@@ -234,8 +234,7 @@ def decoded_by_component(p: Params, x, cfg: Config):
     m = p["prior_mu"].astype(np.float64)                                # (K, d)
     z = out.mu.astype(np.float64)[:, None, :] - m[qs.argmax(axis=1)][:, None, :] + m[None]
     n, K, d = z.shape
-    l = mlp_forward(z.reshape(n * K, d), p.astype(np.float64), "dec",
-                    len(cfg.decoder_dims) + 1, last_linear=True)[0]
+    l = gmm.decoder_forward(p.astype(np.float64), z.reshape(n * K, d), cfg)[0]
     return qs, sigmoid(l.reshape(n, K, -1)), sigmoid(ls[:, 0])
 
 

@@ -37,6 +37,7 @@ from npvae.core.noise import draw_noise
 from npvae.core.optim import AdamState, adamw_step
 from npvae.core.params import Layout, Params, init_params
 from npvae.engine.augment import augment
+from npvae.engine.convgmm import ConvGMM
 from npvae.engine.gmm import FastGMM
 from npvae.engine.mixture import FastModel
 from npvae.engine.optim import adamw_step_fast, grad_norm
@@ -258,8 +259,11 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
 
 
 def fast_engine(cfg: Config):
-    """The fast engine of cfg's model: FastGMM for model gmm, else FastModel."""
-    return FastGMM(cfg) if cfg.model == "gmm" else FastModel(cfg)
+    """The fast engine of cfg's model: FastGMM for model gmm, ConvGMM when it has a conv
+    encoder or decoder, else FastModel."""
+    if cfg.model != "gmm":
+        return FastModel(cfg)
+    return ConvGMM(cfg) if "conv" in (cfg.encoder, cfg.decoder) else FastGMM(cfg)
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:

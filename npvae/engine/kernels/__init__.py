@@ -17,7 +17,11 @@ multiply-adds). Inner loops index a view (a row, a slice) from 0 with `range(len
 LLVM cannot prove the index non-negative (Numba wraps negative indices) and leaves the loop scalar
 (8x slower). With NUMBA_DISABLE_JIT=1 every kernel is plain Python (slow: tests use small shapes).
 
-Shapes: R rows (B images, or B*K image-component pairs, row r = i*K + k), N features, D pixels.
+The convolutions (conv.py) keep their products in BLAS; only im2col, the gather of every
+kernel tap's pixels into columns, and its adjoint col2im, a scatter-add, are kernels.
+
+Shapes of the dense kernels: R rows (B images, or B*K image-component pairs, row r = i*K + k),
+N features, D pixels.
 `lrelu(a) = max(a, LEAK a)`: its derivative is 1 where the output is > 0, else LEAK, so the
 backward kernels need only the layer's output h, never its input.
 """
@@ -28,6 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .adamw import adamw, adamw_np, sq_norm, sq_norm_np  # noqa: F401
+from .conv import col2im, col2im_np, im2col, im2col_np  # noqa: F401
 from .dense import (bce_eval, bce_eval_np, bce_grad, bce_grad_np, bias_lrelu,  # noqa: F401
                     bias_lrelu_np, exp_neg, heads_forward, heads_forward_np, latent_terms,
                     latent_terms_np, log1p_unit, lrelu_grad_bias, lrelu_grad_bias_np, pair_lrelu,
@@ -37,7 +42,8 @@ from .warp import warp, warp_np  # noqa: F401
 
 # ----------------------------------------------------------------------- the registry
 NAMES = ("bias_lrelu", "lrelu_grad_bias", "pair_lrelu", "pair_lrelu_grad", "bce_grad",
-         "bce_eval", "heads_forward", "latent_terms", "sq_norm", "adamw", "warp", "gmm_latent")
+         "bce_eval", "heads_forward", "latent_terms", "sq_norm", "adamw", "warp", "gmm_latent",
+         "im2col", "col2im")
 
 
 def numpy_twins() -> SimpleNamespace:
@@ -67,3 +73,6 @@ def warm_up(dtype) -> None:
     gmm_latent(a, a, a, np.array([-1, 0]), v, a, a, np.ones(6), True, a.copy(), a.copy(),
                a.copy(), a.copy(), a.copy(), v.copy(), a.copy(), a.copy())
     adamw(v.copy(), v, v.copy(), v.copy(), v, 1.0, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 1)
+    img, cols = np.ones((1, 1, 3, 3), dt), np.ones((1, 1, 2, 2, 2, 2), dt)
+    im2col(img, 1, 0, cols)
+    col2im(cols, 1, 0, img)
