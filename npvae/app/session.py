@@ -1,0 +1,218 @@
+"""One open run folder: its data, the model's outputs, the labelling queue and training.
+
+The server holds one Session at a time (opening another run replaces it) and calls it from
+several threads; a lock keeps its state consistent. The model's outputs (outputs.npz) change
+only when a training round ends; `progress()` notices the new file and bumps `version`, the
+page then fetches the points and the queue again.
+"""
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from npvae.core.params import init_params
+from npvae.experiments.active.loop import STRATEGY_NAMES, pool_mask
+from npvae.experiments.active.query import STRATEGIES
+from npvae.runs import rundir as R
+from npvae.training.checkpoint import CheckpointError, load_checkpoint
+from npvae.training.fileio import atomic_write
+
+from . import worker as W
+from .images import load_app_data
+from .labels import LabelStore
+
+DEFAULT_STRATEGY = "typical"      # best at small budgets (docs/active-learning.md)
+
+
+class Busy(RuntimeError):
+    """A training round is running; the request must wait for it (HTTP 409)."""
+
+
+class Session:
+    def __init__(self, folder, round_epochs: int = 10, batch: int = 12,
+                 strategy: str = DEFAULT_STRATEGY):
+        self.folder = Path(folder)
+        self.cfg = R.read_config(self.folder)
+        self.x, self.y, self.splits = load_app_data(self.cfg)
+        self.labels = LabelStore(self.folder, len(self.x), self.cfg.num_classes)
+        self.pool = pool_mask(len(self.x), self.splits.train)
+        self.round_epochs, self.batch, self.strategy = round_epochs, batch, strategy
+        self.lock = threading.RLock()
+        self.proc = None
+        self.queue: list[int] = []
+        self.version, self._stamp = 0, None
+        self._points: bytes | None = None
+        self.outputs = W.read_outputs(self.folder)
+        if self.outputs is None or len(self.outputs["xy"]) != len(self.x):
+            self.outputs = self._first_outputs()
+        self._stamp = self._outputs_stamp()
+
+    # ------------------------------------------------------------------ model outputs
+    def _first_outputs(self) -> dict:
+        """Outputs of the last weights in the folder (checkpoints/final.npz), or of the
+        untrained model (the seed's initial weights) before any round."""
+        try:
+            p, _ = load_checkpoint(self.folder / R.FINAL)
+        except CheckpointError:
+            init = np.random.default_rng(np.random.SeedSequence(self.cfg.seed).spawn(3)[0])
+            p = init_params(self.cfg, init)
+        return W.write_outputs(self.folder, p, self.cfg, self.x, self.labels.y_known())
+
+    def _outputs_stamp(self):
+        try:
+            return (self.folder / W.OUTPUTS).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _reload_if_new(self) -> None:
+        stamp = self._outputs_stamp()
+        if stamp != self._stamp:
+            out = W.read_outputs(self.folder)
+            if out is not None and len(out["xy"]) == len(self.x):
+                self.outputs, self._stamp = out, stamp
+                self.version += 1
+                self._points, self.queue = None, []
+
+    def points_json(self) -> bytes:
+        """The scatter's data (cached until the outputs change): 2-D coordinates, predicted
+        class, component, uncertainty (1 - largest probability) and the data's own labels
+        when it has them; the labels given are in state()."""
+        with self.lock:
+            if self._points is None:
+                o = self.outputs
+                probs = o["probs"].astype(np.float64)
+                data = {"version": self.version, "n": len(self.x),
+                        "x": np.round(o["xy"][:, 0].astype(np.float64), 4).tolist(),
+                        "y": np.round(o["xy"][:, 1].astype(np.float64), 4).tolist(),
+                        "pred": probs.argmax(axis=1).tolist(),
+                        "comp": o["q"].argmax(axis=1).tolist(),
+                        "unc": np.round(1.0 - probs.max(axis=1), 3).tolist(),
+                        "truth": None if self.y is None else self.y.tolist()}
+                self._points = json.dumps(data, separators=(",", ":")).encode()
+            return self._points
+
+    def info(self, i: int) -> dict:
+        """One image's model view: its top-3 classes, component and label (if given)."""
+        if not 0 <= i < len(self.x):
+            raise IndexError(f"image {i} does not exist (0..{len(self.x) - 1}).")
+        probs = self.outputs["probs"][i].astype(np.float64)
+        top = np.argsort(-probs, kind="stable")[:3]
+        known = int(self.labels.y_known()[i])
+        return {"index": i, "guess": int(top[0]),
+                "top3": [[int(c), round(float(probs[c]), 4)] for c in top],
+                "component": int(self.outputs["q"][i].argmax()),
+                "label": known if known >= 0 else None,
+                "split": "train" if self.pool[i] else "held-out"}
+
+    # ------------------------------------------------------------------ the queue
+    def _next_batch(self) -> list[int]:
+        y_known = self.labels.y_known()
+        free = self.pool.copy()
+        free[list(self.labels.skipped)] = False
+        o = self.outputs
+        rng = np.random.default_rng([self.cfg.seed, 24, int((y_known >= 0).sum())])
+        idx = STRATEGIES[self.strategy](o["probs"], o["q"], y_known, free, self.batch, rng,
+                                        emb=o["mu"])
+        return [int(i) for i in idx]
+
+    def queue_items(self) -> list[dict]:
+        with self.lock:
+            y_known = self.labels.y_known()
+            self.queue = [i for i in self.queue
+                          if y_known[i] < 0 and i not in self.labels.skipped]
+            if not self.queue:
+                self.queue = self._next_batch()
+            return [self.info(i) for i in self.queue]
+
+    def set_strategy(self, name: str) -> None:
+        if name not in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is not known: use one of "
+                             f"{', '.join(STRATEGY_NAMES)}.")
+        with self.lock:
+            self.strategy, self.queue = name, []
+
+    def label(self, i: int, label: int) -> dict:
+        with self.lock:
+            self.labels.label(i, label, f"queue:{self.strategy}")
+            return {"index": i, "label": label}
+
+    def skip(self, i: int) -> dict:
+        with self.lock:
+            self.labels.skip(i)
+            return {"index": i, "skipped": True}
+
+    def undo(self) -> dict | None:
+        """Take back the last label or skip; its image goes back to the front of the queue."""
+        with self.lock:
+            done = self.labels.undo()
+            if done is not None:
+                i = done["index"]
+                known = int(self.labels.y_known()[i])
+                done["label"] = known if known >= 0 else None
+                if known < 0 and i not in self.labels.skipped:
+                    self.queue = [i] + [j for j in self.queue if j != i]
+            return done
+
+    # ------------------------------------------------------------------ training
+    def busy(self) -> bool:
+        if self.proc is not None and self.proc.is_alive():
+            return True
+        return W.read_progress(self.folder)["status"] == "running"
+
+    def train(self, epochs: int | None = None, resume: bool = False) -> dict:
+        """Start a round of `epochs` epochs (default round_epochs); resume: the epochs the
+        stopped or interrupted round still had to go."""
+        with self.lock:
+            if self.busy():
+                raise Busy("a training round is running; stop it first or wait for it.")
+            last = W.read_progress(self.folder)
+            if resume and last["status"] in ("stopped", "interrupted"):
+                epochs = max(1, int(last["last_epoch"]) - int(last["epoch"]))
+            epochs = int(epochs or self.round_epochs)
+            if not 1 <= epochs <= 10_000:
+                raise ValueError(f"epochs {epochs} is not allowed: give 1 to 10000.")
+            self.proc = W.start_round(self.folder, epochs)
+            return {"started": True, "epochs": epochs, "pid": self.proc.pid}
+
+    def stop(self) -> dict:
+        (self.folder / W.STOP).touch()
+        return {"stopping": self.busy()}
+
+    def progress(self) -> dict:
+        with self.lock:
+            self._reload_if_new()
+            prog = W.read_progress(self.folder)
+            if prog["status"] == "running" and self.proc is not None and not self.proc.is_alive():
+                prog["status"] = "interrupted"
+            return {**prog, "version": self.version}
+
+    def state(self) -> dict:
+        with self.lock:
+            y_known = self.labels.y_known()
+            cfg = self.cfg
+            return {"folder": str(self.folder), "name": self.folder.name, "n": len(self.x),
+                    "num_classes": cfg.num_classes, "model": cfg.model, "K": cfg.K,
+                    "latent_dim": cfg.latent_dim, "has_truth": self.y is not None,
+                    "train_images": int(self.pool.sum()), "strategy": self.strategy,
+                    "strategies": list(STRATEGY_NAMES), "round_epochs": self.round_epochs,
+                    "labels": [[r["index"], r["label"]] for r in self.labels.rows],
+                    "skipped": len(self.labels.skipped), "version": self.version,
+                    "counts": np.bincount(y_known[y_known >= 0],
+                                          minlength=cfg.num_classes).tolist()}
+
+    # ------------------------------------------------------------------ export
+    def export(self) -> bytes:
+        """The labelled images as a .npz (x uint8 (n, 28, 28), y, index), also written to
+        the run folder as labeled.npz; `python -m npvae.run --data` reads it."""
+        rows = sorted(self.labels.rows, key=lambda r: r["index"])
+        idx = np.array([r["index"] for r in rows], np.int64)
+        x = np.rint(self.x[idx] * 255).astype(np.uint8).reshape(len(idx), 28, 28)
+        buf = io.BytesIO()
+        np.savez(buf, x=x, y=np.array([r["label"] for r in rows], np.int64), index=idx)
+        data = buf.getvalue()
+        atomic_write(self.folder / "labeled.npz", lambda fh: fh.write(data))
+        return data
