@@ -73,6 +73,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_port(host: str, port: int) -> None:
+    """UsageError when host:port cannot be listened on (taken, or not an address here)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as err:
+        raise runner.UsageError(f"cannot listen on {host} port {port}: "
+                                f"{err.strerror or err}; choose another --port or --host.") from None
+
+
 def open_folder(args) -> Path:
     """The run folder to serve: RUN_DIR checked, or a new one made from the flags."""
     given = [f"--{f.name.replace('_', '-')}" for f in fields(Config) if f.name in vars(args)]
@@ -135,6 +149,7 @@ def serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise runner.UsageError(f"--port {args.port} is not a port (0..65535).")
     token = args.token or (None if _is_loopback(args.host) else secrets.token_urlsafe(24))
+    _check_port(args.host, args.port)            # before a new folder is made
     folder = open_folder(args)
     lock = R.RunLock(folder)
     lock.acquire()
@@ -146,7 +161,7 @@ def serve(args) -> int:
     except OSError as err:
         lock.release()
         raise runner.UsageError(f"cannot listen on {args.host} port {args.port}: "
-                                f"{err.strerror or err}; choose another --port.") from None
+                                f"{err.strerror or err}; choose another --port or --host.") from None
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")

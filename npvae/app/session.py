@@ -159,17 +159,21 @@ class Session:
 
     # ------------------------------------------------------------------ training
     def busy(self) -> bool:
-        if self.proc is not None and self.proc.is_alive():
+        """A round is running (or starting: its process has not written progress.json yet).
+        A worker that wrote its last progress but has not exited yet is not busy."""
+        prog = W.read_progress(self.folder)
+        if prog["status"] == "running":
             return True
-        return W.read_progress(self.folder)["status"] == "running"
+        return (self.proc is not None and self.proc.is_alive()
+                and prog.get("pid") != self.proc.pid)
 
     def train(self, epochs: int | None = None, resume: bool = False) -> dict:
         """Start a round of `epochs` epochs (default round_epochs); resume: the epochs the
         stopped or interrupted round still had to go."""
         with self.lock:
+            last = W.read_progress(self.folder)
             if self.busy():
                 raise Busy("a training round is running; stop it first or wait for it.")
-            last = W.read_progress(self.folder)
             if resume and last["status"] in ("stopped", "interrupted"):
                 epochs = max(1, int(last["last_epoch"]) - int(last["epoch"]))
             epochs = int(epochs or self.round_epochs)

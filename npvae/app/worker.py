@@ -1,7 +1,7 @@
 """One training round in a worker process (multiprocessing, spawn), so the page never waits.
 
     start_round(folder, epochs) -> Process   trains `epochs` more epochs on labels.csv
-    read_progress(folder) -> dict            progress.json, with "alive" for a running round
+    read_progress(folder) -> dict            progress.json ("interrupted" when its process is gone)
     write_outputs(folder, p, cfg, x, y_known, ...)   outputs.npz, the scatter's and queue's input
 
 The round loads config.toml and the data, reads exactly the labels in labels.csv, and
@@ -81,22 +81,29 @@ def read_outputs(folder) -> dict | None:
 
 
 def start_round(folder, epochs: int):
-    """Start a round in a new process (spawn); returns the multiprocessing.Process."""
+    """Start a round in a new process (spawn); returns the multiprocessing.Process. Until the
+    worker writes its own, progress.json says "running" under this process's pid."""
     import multiprocessing as mp
 
-    (Path(folder) / STOP).unlink(missing_ok=True)
-    proc = mp.get_context("spawn").Process(target=train_round, args=(str(folder), int(epochs),
-                                                                      os.getpid()),
+    folder = Path(folder)
+    (folder / STOP).unlink(missing_ok=True)
+    last = read_progress(folder)
+    again = last.get("status") in ("stopped", "interrupted")     # Continue: the same round
+    round_no = int(last.get("round", 0)) + (not again)
+    _write_progress(folder, {"status": "running", "pid": os.getpid(), "round": round_no,
+                             "epochs": epochs, "history": [], "message": "starting"})
+    proc = mp.get_context("spawn").Process(target=train_round,
+                                           args=(str(folder), int(epochs), round_no, os.getpid()),
                                            name="npvae-app-round", daemon=False)
     proc.start()
     return proc
 
 
-def train_round(folder: str, epochs: int, parent: int | None = None) -> None:
+def train_round(folder: str, epochs: int, round_no: int = 1, parent: int | None = None) -> None:
     """The worker: see the module doc. Every failure ends as progress.json status "failed"."""
     folder = Path(folder)
     prog = {"status": "running", "pid": os.getpid(), "epochs": epochs, "history": [],
-            "started": time.time()}
+            "started": time.time(), "round": round_no}
     try:
         _train(folder, epochs, parent, prog)
     except Exception as err:       # noqa: BLE001 - the page shows it
@@ -118,10 +125,7 @@ def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
     cfg = R.read_config(folder)
     x, y, splits = load_app_data(cfg)
     y_known = LabelStore(folder, len(x), cfg.num_classes).y_known()
-    last = read_progress(folder)
-    again = last.get("status") in ("stopped", "interrupted")     # Continue: the same round
-    prog.update(round=int(last.get("round", 0)) + (not again),
-                labels=int((y_known >= 0).sum()))
+    prog["labels"] = int((y_known >= 0).sum())
     state_path = folder / STATE
     state = load_resume(state_path, cfg, len(splits.train)) if state_path.is_file() else None
     first = 1 if state is None else state.epoch

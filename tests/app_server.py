@@ -1,0 +1,112 @@
+"""Helpers of the app's tests (tests/test_app*.py): a tiny model's settings, starting
+`python -m npvae.app` as a real process and reading the URL it prints, JSON requests, and
+waiting for a condition."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A small model gmm on 600 of the embedded digits: an epoch takes well under a second.
+TINY = """name = "tiny"
+model = "gmm"
+latent_dim = 4
+hidden_dims = [64]
+decoder_dims = [64]
+num_samples = 600
+labeled_per_batch = 8
+batch_size = 64
+w_dir = 0.0
+w_div = 0.0
+w_cls = 12.0
+"""
+
+
+def tiny_config(folder: Path) -> Path:
+    path = Path(folder) / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+class AppProcess:
+    """`python -m npvae.app ARGS` in its own process group; .url once it listens."""
+
+    def __init__(self, *args, cwd=None, timeout: float = 120):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NPVAE_THREADS": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "npvae.app", "--port", "0", *args],
+                                     cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, start_new_session=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("npvae.app: "):
+            self.proc.wait(timeout)
+            raise RuntimeError(f"the app did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split()[1]
+        self.base = self.url.split("?")[0]
+
+    def get(self, path: str, token: str | None = None):
+        return request(self.base + path.lstrip("/"), token=token)
+
+    def post(self, path: str, body: dict | None = None, token: str | None = None):
+        return request(self.base + path.lstrip("/"), body or {}, token=token)
+
+    def kill(self) -> None:
+        """SIGKILL the server only (not its training worker)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+def request(url: str, body: dict | None = None, token: str | None = None):
+    """(status, parsed JSON or bytes) of a GET (body None) or a JSON POST."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    if token:
+        req.add_header("X-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as res:
+            status, raw, kind = res.status, res.read(), res.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as err:
+        status, raw, kind = err.code, err.read(), err.headers.get("Content-Type", "")
+    return status, (json.loads(raw) if "json" in kind else raw)
+
+
+def wait_for(condition, timeout: float = 120, every: float = 0.2, what: str = "condition"):
+    """condition()'s first truthy value, polling; AssertionError after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
