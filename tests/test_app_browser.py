@@ -1,0 +1,144 @@
+"""The app in a real browser (issue 24): headless Chromium driven by selenium loads the page,
+labels three images with the keyboard, undoes one, trains a short round and watches the
+progress move and the scatter refresh, reloads and finds the labels kept; then the server is
+killed (SIGKILL) mid-round and restarted with nothing lost. Skipped (with the reason) when
+selenium, chromium or chromedriver is missing: `.ci/run` installs them."""
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+
+pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
+pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
+
+from app_server import AppProcess, pid_alive, tiny_config, wait_for  # noqa: E402
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    pytest.skip("chromium and chromedriver are not installed (apt-get install chromium "
+                "chromium-driver)", allow_module_level=True)
+
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1500,950")
+
+
+def start_chromium(profile):
+    """A headless Chromium with a fresh profile, or a skip saying why it did not start."""
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={profile}")
+    try:
+        return webdriver.Chrome(service=Service(DRIVER), options=opts)
+    except WebDriverException as err:
+        pytest.skip(f"chromium did not start: {str(err.msg).splitlines()[0]}")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_chromium(tmp_path / "profile")
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def by_id(driver, name):
+    return driver.find_element(By.ID, name)
+
+
+def attr(driver, name, key):
+    return by_id(driver, name).get_attribute(f"data-{key}")
+
+
+def cards(driver) -> list[int]:
+    return [int(c.get_attribute("data-index"))
+            for c in driver.find_elements(By.CSS_SELECTOR, "#queue .card")]
+
+
+def labelled(folder) -> list[tuple[int, int]]:
+    path = folder / "labels.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [(int(r["index"]), int(r["label"])) for r in csv.DictReader(fh)]
+
+
+def press(driver, key):
+    driver.find_element(By.TAG_NAME, "body").send_keys(key)
+
+
+def test_label_train_reload_kill_and_restart(tmp_path, browser):
+    app = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "runs/web",
+                     "--round-epochs", "3", cwd=tmp_path)
+    folder = tmp_path / "runs" / "web"
+    again = None
+    try:
+        browser.get(app.url)
+        wait_for(lambda: attr(browser, "scatter", "version") == "0" and len(cards(browser)) == 12,
+                 60, what="the first paint")
+        first = cards(browser)[:3]
+        for key in "357":
+            press(browser, key)
+        wait_for(lambda: len(labelled(folder)) == 3, 30, what="three labels in labels.csv")
+        press(browser, "u")
+        wait_for(lambda: labelled(folder) == [(first[0], 3), (first[1], 5)], 30,
+                 what="the undo in labels.csv")
+        wait_for(lambda: cards(browser)[:1] == [first[2]], 30, what="the undone image back")
+        assert by_id(browser, "labels-count").text == "2 labels"
+
+        by_id(browser, "btn-train").click()                 # a round of 3 epochs
+        wait_for(lambda: (attr(browser, "status", "epoch") or "0") not in ("", "0"), 120,
+                 what="the progress to move")
+        wait_for(lambda: attr(browser, "scatter", "version") == "1", 120,
+                 what="the scatter to refresh after the round")
+        assert "done" in by_id(browser, "status").text and "held-out acc." in \
+            by_id(browser, "status").text
+
+        browser.refresh()                                   # the labels are kept
+        wait_for(lambda: attr(browser, "scatter", "version") == "1", 60, what="the reload")
+        assert by_id(browser, "labels-count").text == "2 labels"
+
+        # hover shows the image and the model's top-3 classes
+        browser.execute_script("document.getElementById('scatter')"
+                               ".emit('plotly_hover', {points: [{pointIndex: 5}]})")
+        wait_for(lambda: by_id(browser, "hover").is_displayed()
+                 and "#5" in by_id(browser, "hover-text").text, 30, what="the hover panel")
+        assert len(by_id(browser, "hover-text").text.splitlines()) >= 6
+
+        # a long round, then SIGKILL the server mid-round
+        epochs = by_id(browser, "epochs")
+        epochs.clear()
+        epochs.send_keys("500")
+        by_id(browser, "btn-train").click()
+        wait_for(lambda: int(attr(browser, "status", "epoch") or 0) >= 5, 120,
+                 what="the long round's progress")
+        worker = int(app.get("api/progress")[1]["pid"])
+        app.kill()
+        wait_for(lambda: not pid_alive(worker), 60, what="the orphaned worker to stop")
+        again = AppProcess(str(folder), cwd=tmp_path)
+        browser.get(again.url)
+        wait_for(lambda: attr(browser, "status", "status") in ("stopped", "interrupted"), 60,
+                 what="the restarted page")
+        assert by_id(browser, "labels-count").text == "2 labels"
+        assert labelled(folder) == [(first[0], 3), (first[1], 5)]
+        assert by_id(browser, "btn-continue").is_displayed()
+        assert int(attr(browser, "status", "epoch")) >= 5
+
+        by_id(browser, "tab-compare").click()               # the Compare view lists the run
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr"), 30,
+                 what="the runs table")
+        row = browser.find_element(By.CSS_SELECTOR, "#runs tbody tr.current").text
+        assert row.startswith("web app gmm")
+    finally:
+        app.stop()
+        if again is not None:
+            again.stop()
