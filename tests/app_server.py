@@ -21,7 +21,6 @@ model = "gmm"
 latent_dim = 4
 hidden_dims = [64]
 decoder_dims = [64]
-num_samples = 600
 labeled_per_batch = 8
 batch_size = 64
 w_dir = 0.0
@@ -30,9 +29,9 @@ w_cls = 12.0
 """
 
 
-def tiny_config(folder: Path) -> Path:
+def tiny_config(folder: Path, num_samples: int | None = 600) -> Path:
     path = Path(folder) / "tiny.toml"
-    path.write_text(TINY)
+    path.write_text(TINY + (f"num_samples = {num_samples}\n" if num_samples else ""))
     return path
 
 

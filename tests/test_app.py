@@ -5,6 +5,7 @@ mid-round and restarted with nothing lost. The page itself: tests/test_app_brows
 from __future__ import annotations
 
 import csv
+import io
 import os
 import socket
 import subprocess
@@ -68,7 +69,6 @@ def test_png_and_projection():
     img = np.linspace(0, 1, 784)
     data = png_bytes(img)
     from PIL import Image
-    import io
     back = np.asarray(Image.open(io.BytesIO(data)), np.float64).reshape(-1) / 255
     assert np.abs(back - img).max() <= 0.5 / 255 + 1e-9
     mu = np.random.default_rng(0).normal(size=(200, 6)) * [5, 1, 0.1, 0.1, 0.1, 0.1]
@@ -196,3 +196,39 @@ def test_a_server_killed_mid_round_loses_nothing(app, tmp_path):
         assert prog["first_epoch"] == done + 1 and prog["round"] == 1
     finally:
         again.stop()
+
+
+@pytest.mark.parametrize("kind", ["png-folder", "npz-x-only"])
+def test_data_without_labels(tmp_path, kind):
+    from PIL import Image
+
+    from npvae.training.data import load_digits
+
+    x, _ = load_digits(None)
+    images = np.rint(x[:150] * 255).astype(np.uint8).reshape(-1, 28, 28)
+    if kind == "png-folder":
+        data = tmp_path / "pngs"
+        data.mkdir()
+        for i, im in enumerate(images):
+            Image.fromarray(im).save(data / f"img{i:04d}.png")
+    else:
+        data = tmp_path / "x.npz"
+        np.savez(data, x=images)
+    proc = AppProcess("--config", str(tiny_config(tmp_path, None)), "--data", str(data),
+                      "--out", "nolabels", cwd=tmp_path)
+    try:
+        _, state = proc.get("api/state")
+        assert state["n"] == 150 and state["has_truth"] is False
+        _, points = proc.get("api/points")
+        assert points["truth"] is None and len(points["x"]) == 150
+        status, png = proc.get("api/image/0.png")
+        assert status == 200 and np.array_equal(
+            np.asarray(Image.open(io.BytesIO(png))), images[0])
+        _, queue = proc.get("api/queue")
+        proc.post("api/label", {"index": queue["items"][0]["index"], "label": 4})
+        proc.post("api/train", {"epochs": 1})
+        prog = wait_for(lambda: (p := proc.get("api/progress")[1])["status"] == "done" and p,
+                        what="a round on data without labels")
+        assert prog["labels"] == 1 and prog["accuracy"] is None
+    finally:
+        proc.stop()
