@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
 
-from app_server import AppProcess, pid_alive, request, tiny_config, wait_for  # noqa: E402
+from benchmarks.app_driver import AppProcess, pid_alive, request, tiny_config, wait_for  # noqa: E402
 
 from npvae.app import labels as L  # noqa: E402
 from npvae.app.images import png_bytes, project_2d  # noqa: E402
@@ -232,3 +232,20 @@ def test_data_without_labels(tmp_path, kind):
         assert prog["labels"] == 1 and prog["accuracy"] is None
     finally:
         proc.stop()
+
+
+def test_the_compare_view_opens_another_run(app, tmp_path):
+    other = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "runs/two",
+                       cwd=tmp_path)
+    other.stop()                                  # (its folder lock goes with it)
+    _, runs = app.get("api/runs")
+    assert sorted(r["name"] for r in runs["runs"]) == ["one", "two"]
+    assert app.post("api/open", {"name": "../one"})[0] == 400
+    assert app.post("api/open", {"name": "two"})[0] == 200
+    assert app.get("api/state")[1]["name"] == "two"
+    busy = AppProcess(str(tmp_path / "runs" / "one"), cwd=tmp_path)   # one is free again
+    try:
+        status, answer = app.post("api/open", {"name": "one"})
+        assert status == 409 and "in use by another npvae run" in answer["error"]
+    finally:
+        busy.stop()

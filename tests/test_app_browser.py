@@ -6,47 +6,25 @@ selenium, chromium or chromedriver is missing: `.ci/run` installs them."""
 from __future__ import annotations
 
 import csv
-import shutil
 
 import pytest
 
 pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
-pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
+from benchmarks.app_driver import (AppProcess, browser_missing, pid_alive,  # noqa: E402
+                                   start_chromium, tiny_config, wait_for)
 
-from app_server import AppProcess, pid_alive, tiny_config, wait_for  # noqa: E402
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+if browser_missing():
+    pytest.skip(browser_missing(), allow_module_level=True)
+
 from selenium.webdriver.common.by import By  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    pytest.skip("chromium and chromedriver are not installed (apt-get install chromium "
-                "chromium-driver)", allow_module_level=True)
-
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1500,950")
-
-
-def start_chromium(profile):
-    """A headless Chromium with a fresh profile, or a skip saying why it did not start."""
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={profile}")
-    try:
-        return webdriver.Chrome(service=Service(DRIVER), options=opts)
-    except WebDriverException as err:
-        pytest.skip(f"chromium did not start: {str(err.msg).splitlines()[0]}")
 
 
 @pytest.fixture
 def browser(tmp_path):
-    driver = start_chromium(tmp_path / "profile")
-    driver.set_page_load_timeout(60)
+    try:
+        driver = start_chromium(tmp_path / "profile")
+    except RuntimeError as err:
+        pytest.skip(str(err))
     yield driver
     driver.quit()
 
@@ -136,6 +114,7 @@ def test_label_train_reload_kill_and_restart(tmp_path, browser):
         by_id(browser, "tab-compare").click()               # the Compare view lists the run
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr"), 30,
                  what="the runs table")
+        assert not by_id(browser, "view-main").is_displayed()
         row = browser.find_element(By.CSS_SELECTOR, "#runs tbody tr.current").text
         assert row.startswith("web app gmm")
     finally:

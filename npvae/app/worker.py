@@ -162,7 +162,7 @@ def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
     prog["status"] = "done" if not res.interrupted else "stopped"
     if res.interrupted:
         prog["message"] = ("the app closed; continue this round from the page"
-                           if gone else "stopped; Train continues where it stopped")
+                           if gone else "stopped; Continue finishes the round")
     _write_progress(folder, prog)
 
 

@@ -50,6 +50,7 @@ function drawScatter() {
   const t0 = performance.now();
   return Plotly.react("scatter", [trace], layout,
                       { displaylogo: false, responsive: true, scrollZoom: true }).then(() => {
+    if (!S.hooked) { hookHover(); S.hooked = true; }
     $("scatter").dataset.version = String(p.version);
     $("scatter").dataset.drawMs = String(Math.round(performance.now() - t0));
     if (S.painted === null) S.painted = performance.now();
@@ -244,6 +245,5 @@ for (const tab of document.querySelectorAll(".tab")) {
   for (const [i, c] of S.state.labels) S.known[i] = c;
   drawCounts();
   await refresh();
-  hookHover();
   poll();
 })().catch((e) => say(e.message));

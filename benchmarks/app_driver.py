@@ -1,10 +1,12 @@
-"""Helpers of the app's tests (tests/test_app*.py): a tiny model's settings, starting
-`python -m npvae.app` as a real process and reading the URL it prints, JSON requests, and
-waiting for a condition."""
+"""Driving `python -m npvae.app` from outside, for its tests (tests/test_app*.py), its
+benchmark (bench_app.py) and its screenshots (app_screenshots.py): a tiny model's settings,
+the app as a real process (the URL it prints), JSON requests, waiting for a condition, and a
+headless Chromium (selenium) started the way this closed-network machine needs."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,3 +111,40 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+
+
+def browser_missing() -> str | None:
+    """Why no browser can be driven here (selenium, chromium or chromedriver missing), or None."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    if not (CHROMIUM and CHROMEDRIVER):
+        return "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+    return None
+
+
+def start_chromium(profile, width: int = 1500, height: int = 950):
+    """A headless Chromium with a fresh profile folder; RuntimeError saying why it failed."""
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + (f"--window-size={width},{height}",
+                                  f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    except WebDriverException as err:
+        raise RuntimeError(f"chromium did not start: {str(err.msg).splitlines()[0]}") from None
+    driver.set_page_load_timeout(60)
+    return driver
