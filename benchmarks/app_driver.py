@@ -82,6 +82,8 @@ def request(url: str, body: dict | None = None, token: str | None = None):
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if token:
         req.add_header("X-Token", token)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=60) as res:
             status, raw, kind = res.status, res.read(), res.headers.get("Content-Type", "")

@@ -10,6 +10,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -134,6 +136,23 @@ def test_a_token_is_needed_beyond_the_loopback(tmp_path):
         assert status == 200 and b"scatter" in page
     finally:
         proc.stop()
+
+
+def test_without_a_token_only_loopback_names_and_json_posts(app):
+    def send(path, data=None, headers=()):
+        req = urllib.request.Request(app.base + path, data=data, headers=dict(headers))
+        try:
+            with urllib.request.urlopen(req, timeout=30) as res:
+                return res.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert send("api/state") == 200
+    assert send("api/state", headers={"Host": "localhost:1"}) == 200
+    assert send("api/state", headers={"Host": "evil.example:8050"}) == 403   # DNS rebinding
+    form = b"index=1&label=2"                                                  # a plain form
+    assert send("api/label", form, {"Content-Type": "text/plain"}) == 415
+    assert not (app.folder / "labels.csv").exists()
 
 
 def test_label_undo_train_through_the_api(app):

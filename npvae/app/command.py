@@ -14,7 +14,6 @@ stderr, exit status 2.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import secrets
 import sys
@@ -62,15 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_preset_flag(g)
     add_config_flags(ap)
     return ap
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_port(host: str, port: int) -> None:
@@ -137,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args) -> int:
-    from .server import App, make_server, plotly_js
+    from .server import App, _is_loopback_name, make_server, plotly_js
     from .session import Session
 
     if plotly_js() is None:
@@ -148,7 +138,7 @@ def serve(args) -> int:
             raise runner.UsageError(f"--{name.replace('_', '-')} must be at least 1.")
     if not 0 <= args.port <= 65535:
         raise runner.UsageError(f"--port {args.port} is not a port (0..65535).")
-    token = args.token or (None if _is_loopback(args.host) else secrets.token_urlsafe(24))
+    token = args.token or (None if _is_loopback_name(args.host) else secrets.token_urlsafe(24))
     _check_port(args.host, args.port)            # before a new folder is made
     folder = open_folder(args)
     lock = R.RunLock(folder)
@@ -172,6 +162,7 @@ def serve(args) -> int:
         pass
     finally:
         server.server_close()
-        app.session.stop() if app.session.busy() else None
+        if app.session.busy():
+            app.session.stop()                   # (a worker also stops when the app is gone)
         app.run_lock.release()
     return 0

@@ -15,12 +15,16 @@
 
 Access: with a token (always when listening beyond the loopback) every request must carry it
 as ?token=..., the X-Token header or the cookie the page gets when opened with ?token=...;
-without it the answer is 403.
+without it the answer is 403. Without a token only requests naming a loopback host (Host:
+127.0.0.1, localhost, ::1) are answered (another site's DNS name pointing here gets 403),
+and a POST must be JSON (415 otherwise), which a page of another site cannot send here
+without the browser asking first (and being refused).
 """
 from __future__ import annotations
 
 import hmac
 import importlib.util
+import ipaddress
 import json
 import threading
 from http.cookies import SimpleCookie
@@ -101,8 +105,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _allowed(self, query: dict) -> bool:
         token = self.app.token
-        if token is None:
-            return True
+        if token is None:                  # loopback only: refuse other sites' host names
+            return _is_loopback_name(urlparse(f"//{self.headers.get('Host', '')}").hostname)
         given = [query.get("token", [""])[0], self.headers.get("X-Token", "")]
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
         if "npvae_token" in cookie:
@@ -124,6 +128,10 @@ class Handler(BaseHTTPRequestHandler):
         if not self._allowed(query):
             return self._send(403, b"403: this app needs its token (see the URL it printed)\n",
                               "text/plain")
+        if method == "POST" and self.headers.get("Content-Type", "").split(";")[0].strip() \
+                != "application/json":             # other sites' forms cannot send this
+            return self._json({"error": "send a JSON body (Content-Type: application/json)"},
+                              415)
         try:
             self._route(method, url.path, query)
         except Busy as err:
@@ -199,6 +207,16 @@ class Handler(BaseHTTPRequestHandler):
             except R.FolderInUse as err:
                 return self._json({"error": str(err)}, 409)
         return self._json({"error": f"no such action {path}"}, 404)
+
+
+def _is_loopback_name(host: str | None) -> bool:
+    """Is a Host header's name this machine's loopback (so not a DNS-rebinding name)?"""
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:

@@ -110,22 +110,31 @@ class Session:
 
     # ------------------------------------------------------------------ the queue
     def _next_batch(self) -> list[int]:
-        y_known = self.labels.y_known()
-        free = self.pool.copy()
-        free[list(self.labels.skipped)] = False
-        o = self.outputs
+        with self.lock:
+            y_known = self.labels.y_known()
+            free = self.pool.copy()
+            free[list(self.labels.skipped)] = False
+            o = self.outputs
         rng = np.random.default_rng([self.cfg.seed, 24, int((y_known >= 0).sum())])
         idx = STRATEGIES[self.strategy](o["probs"], o["q"], y_known, free, self.batch, rng,
                                         emb=o["mu"])
         return [int(i) for i in idx]
 
     def queue_items(self) -> list[dict]:
+        """The images to label next; a used-up batch is replaced by the strategy's next one
+        (computed outside the lock: `typical` takes seconds on 60,000 images, and labels,
+        progress and hovers must not wait for it)."""
         with self.lock:
             y_known = self.labels.y_known()
             self.queue = [i for i in self.queue
                           if y_known[i] < 0 and i not in self.labels.skipped]
-            if not self.queue:
-                self.queue = self._next_batch()
+            version, strategy = self.version, self.strategy
+        if not self.queue:
+            batch = self._next_batch()
+            with self.lock:
+                if not self.queue and (version, strategy) == (self.version, self.strategy):
+                    self.queue = batch
+        with self.lock:
             return [self.info(i) for i in self.queue]
 
     def set_strategy(self, name: str) -> None:

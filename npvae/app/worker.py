@@ -119,7 +119,8 @@ def _write_progress(folder: Path, prog: dict) -> None:
 
 
 def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
-    from npvae.training.checkpoint import load_resume, save_checkpoint, save_resume
+    from npvae.training.checkpoint import (ResumeWriter, load_resume, save_checkpoint,
+                                           save_resume)
     from npvae.training.loop import fit
 
     cfg = R.read_config(folder)
@@ -138,7 +139,7 @@ def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
         return stop.exists() or (parent is not None and os.getppid() != parent)
 
     def epoch_end(st) -> None:
-        save_resume(state_path, st, cfg)
+        writer.submit(st)                          # the state, written in the background
         h = st.history
         row = {"epoch": h["epoch"][-1], "loss": h["train_loss"][-1],
                "val_loss": h["val_loss"][-1], "accuracy": _accuracy(st.params, cfg, x, y,
@@ -148,9 +149,10 @@ def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
                     val_loss=_finite(row["val_loss"]), accuracy=_finite(row["accuracy"]))
         _write_progress(folder, prog)
 
-    res = fit(cfg.replace(epochs=end, patience=max(end, 1)), x, y_known, splits.train,
-              splits.val, progress=False, state=state, should_stop=should_stop,
-              on_epoch_end=epoch_end)
+    with ResumeWriter(state_path, cfg) as writer:
+        res = fit(cfg.replace(epochs=end, patience=max(end, 1)), x, y_known, splits.train,
+                  splits.val, progress=False, state=state, should_stop=should_stop,
+                  on_epoch_end=epoch_end)
     if res.diverged:
         raise RuntimeError(f"training {res.diverged}")
     if res.interrupted:

@@ -192,8 +192,9 @@ $("btn-train").onclick = () => api("/api/train", { epochs: +$("epochs").value })
   .then(() => say("")).catch((e) => say(e.message));
 $("btn-stop").onclick = () => api("/api/stop", {}).catch((e) => say(e.message));
 $("btn-continue").onclick = () => api("/api/train", { resume: true }).catch((e) => say(e.message));
-$("colour").onchange = recolour;
+$("colour").onchange = () => { recolour(); $("colour").blur(); };  // keys label again
 $("strategy").onchange = () => serial(async () => {
+  $("strategy").blur();
   await api("/api/strategy", { name: $("strategy").value });
   S.focus = 0; await loadQueue();
 });
