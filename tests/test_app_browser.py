@@ -38,8 +38,9 @@ def attr(driver, name, key):
 
 
 def cards(driver) -> list[int]:
-    return [int(c.get_attribute("data-index"))
-            for c in driver.find_elements(By.CSS_SELECTOR, "#queue .card")]
+    """The queue's image indices, read in one go (the page redraws the cards often)."""
+    return driver.execute_script("return Array.from(document.querySelectorAll('#queue .card'))"
+                                 ".map((c) => +c.dataset.index)")
 
 
 def labelled(folder) -> list[tuple[int, int]]:
