@@ -129,7 +129,8 @@ def browser_missing() -> str | None:
     except ImportError:
         return "selenium is not installed (pip install -e '.[test]')"
     if not (CHROMIUM and CHROMEDRIVER):
-        return "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        return ("chromium and chromedriver are not installed (apt-get install chromium "
+                "chromium-driver)")
     return None
 
 

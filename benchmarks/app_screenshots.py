@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app_driver import AppProcess, browser_missing, start_chromium, wait_for  # noqa: E402
+from benchmarks.app_driver import (AppProcess, browser_missing, start_chromium,  # noqa: E402
+                                   wait_for)
 from npvae.core.config import Config  # noqa: E402
 from npvae.training import presets  # noqa: E402
 from npvae.training.tomlfile import write_toml  # noqa: E402

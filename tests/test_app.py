@@ -18,7 +18,8 @@ import pytest
 
 pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
 
-from benchmarks.app_driver import AppProcess, pid_alive, request, tiny_config, wait_for  # noqa: E402
+from benchmarks.app_driver import (AppProcess, pid_alive, request, tiny_config,  # noqa: E402
+                                   wait_for)
 
 from npvae.app import labels as L  # noqa: E402
 from npvae.app.images import png_bytes, project_2d  # noqa: E402
@@ -268,3 +269,37 @@ def test_the_compare_view_opens_another_run(app, tmp_path):
         assert status == 409 and "in use by another npvae run" in answer["error"]
     finally:
         busy.stop()
+
+
+def test_the_compare_rows_of_an_npvae_run_folder(tmp_path):
+    from npvae.app.runs import list_runs
+    from npvae.core.config import Config
+    from npvae.runs import rundir as R
+
+    run = tmp_path / "baseline"
+    run.mkdir()
+    R.write_config(run, Config(num_labeled=50))
+    R.write_json(run / "summary.json", {"epochs_completed": 7,
+                                        "heldout_accuracy": {"classifier head": 0.8}})
+    (tmp_path / "photos").mkdir()                       # not a run: not listed
+    rows = list_runs(tmp_path, current=None)
+    assert [(r["name"], r["kind"], r["labels"], r["epochs"], r["accuracy"], r["status"])
+            for r in rows] == [("baseline", "run", 50, 7, 0.8, "finished")]
+
+
+def test_a_killed_worker_reads_as_interrupted_and_continues(app):
+    _, queue = app.get("api/queue")
+    app.post("api/label", {"index": queue["items"][0]["index"], "label": 1})
+    app.post("api/train", {"epochs": 500})
+    prog = wait_for(lambda: (p := app.get("api/progress")[1]).get("epoch", 0) >= 1 and p,
+                    what="an epoch")
+    os.kill(prog["pid"], 9)                             # the worker itself, mid-round
+    prog = wait_for(lambda: (p := app.get("api/progress")[1])["status"] == "interrupted"
+                    and p, 30, what="the round to read as interrupted")
+    assert app.post("api/train", {"resume": True})[0] == 200
+    again = wait_for(lambda: (p := app.get("api/progress")[1]).get("first_epoch") and
+                     p["pid"] != prog["pid"] and p, 60, what="the continued round")
+    assert again["round"] == prog["round"] and again["last_epoch"] == prog["last_epoch"]
+    assert again["first_epoch"] <= prog["epoch"] + 1       # at most the epoch in progress lost
+    app.post("api/stop")
+    wait_for(lambda: app.get("api/progress")[1]["status"] == "stopped", 60, what="the stop")

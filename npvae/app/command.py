@@ -74,7 +74,8 @@ def _check_port(host: str, port: int) -> None:
             sock.bind(infos[0][4])
     except OSError as err:
         raise runner.UsageError(f"cannot listen on {host} port {port}: "
-                                f"{err.strerror or err}; choose another --port or --host.") from None
+                                f"{err.strerror or err}; choose another --port or "
+                                f"--host.") from None
 
 
 def open_folder(args) -> Path:
@@ -151,7 +152,8 @@ def serve(args) -> int:
     except OSError as err:
         lock.release()
         raise runner.UsageError(f"cannot listen on {args.host} port {args.port}: "
-                                f"{err.strerror or err}; choose another --port or --host.") from None
+                                f"{err.strerror or err}; choose another --port or "
+                                f"--host.") from None
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")

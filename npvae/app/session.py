@@ -183,12 +183,14 @@ class Session:
             last = W.read_progress(self.folder)
             if self.busy():
                 raise Busy("a training round is running; stop it first or wait for it.")
+            until = None
             if resume and last["status"] in ("stopped", "interrupted"):
-                epochs = max(1, int(last["last_epoch"]) - int(last["epoch"]))
+                until = int(last["last_epoch"])          # (from the state's epoch, whatever
+                epochs = max(1, until - int(last["epoch"]))   # the kill cost)
             epochs = int(epochs or self.round_epochs)
             if not 1 <= epochs <= 10_000:
                 raise ValueError(f"epochs {epochs} is not allowed: give 1 to 10000.")
-            self.proc = W.start_round(self.folder, epochs)
+            self.proc = W.start_round(self.folder, epochs, until)
             return {"started": True, "epochs": epochs, "pid": self.proc.pid}
 
     def stop(self) -> dict:

@@ -80,9 +80,10 @@ def read_outputs(folder) -> dict | None:
         return {k: f[k] for k in f.files}
 
 
-def start_round(folder, epochs: int):
+def start_round(folder, epochs: int, until: int | None = None):
     """Start a round in a new process (spawn); returns the multiprocessing.Process. Until the
-    worker writes its own, progress.json says "running" under this process's pid."""
+    worker writes its own, progress.json says "running" under this process's pid. until: the
+    last epoch of a stopped round to finish (then `epochs` is only what progress shows)."""
     import multiprocessing as mp
 
     folder = Path(folder)
@@ -93,19 +94,21 @@ def start_round(folder, epochs: int):
     _write_progress(folder, {"status": "running", "pid": os.getpid(), "round": round_no,
                              "epochs": epochs, "history": [], "message": "starting"})
     proc = mp.get_context("spawn").Process(target=train_round,
-                                           args=(str(folder), int(epochs), round_no, os.getpid()),
+                                           args=(str(folder), int(epochs), round_no, os.getpid(),
+                                                 until),
                                            name="npvae-app-round", daemon=False)
     proc.start()
     return proc
 
 
-def train_round(folder: str, epochs: int, round_no: int = 1, parent: int | None = None) -> None:
+def train_round(folder: str, epochs: int, round_no: int = 1, parent: int | None = None,
+                until: int | None = None) -> None:
     """The worker: see the module doc. Every failure ends as progress.json status "failed"."""
     folder = Path(folder)
     prog = {"status": "running", "pid": os.getpid(), "epochs": epochs, "history": [],
             "started": time.time(), "round": round_no}
     try:
-        _train(folder, epochs, parent, prog)
+        _train(folder, epochs, parent, prog, until)
     except Exception as err:       # noqa: BLE001 - the page shows it
         prog.update(status="failed", message=f"{type(err).__name__}: {err}",
                     trace=traceback.format_exc(limit=5))
@@ -118,7 +121,7 @@ def _write_progress(folder: Path, prog: dict) -> None:
                                              default=lambda v: None) + "\n")
 
 
-def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
+def _train(folder: Path, epochs: int, parent, prog: dict, until: int | None) -> None:
     from npvae.training.checkpoint import (ResumeWriter, load_resume, save_checkpoint,
                                            save_resume)
     from npvae.training.loop import fit
@@ -130,7 +133,7 @@ def _train(folder: Path, epochs: int, parent, prog: dict) -> None:
     state_path = folder / STATE
     state = load_resume(state_path, cfg, len(splits.train)) if state_path.is_file() else None
     first = 1 if state is None else state.epoch
-    end = first - 1 + epochs                      # (a cut epoch counts as one of them)
+    end = max(until or 0, first - 1 + (0 if until else epochs))   # a cut epoch counts
     prog.update(first_epoch=first, last_epoch=end, epoch=first - 1)
     _write_progress(folder, prog)
     stop = folder / STOP
