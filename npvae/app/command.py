@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import signal
 import sys
 import time
 from dataclasses import fields
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         return runner.EXIT_BAD_INPUT
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve(args) -> int:
     from .server import App, _is_loopback_name, make_server, plotly_js
     from .session import Session
@@ -158,6 +163,8 @@ def serve(args) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"npvae.app: {url}  (run folder {folder}; Ctrl-C stops)", flush=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # (a background job ignores it)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -94,6 +94,8 @@ function drawQueue() {
   if (!S.queue.length) box.textContent = "Nothing left to label in the training images.";
 }
 async function loadQueue() {
+  if (!S.queue.length) $("queue").textContent = "choosing the next images (" +
+    $("strategy").value + ") ...";
   const q = await api("/api/queue");
   S.queue = q.items;
   S.focus = Math.min(S.focus, Math.max(0, S.queue.length - 1));
