@@ -303,3 +303,12 @@ def test_a_killed_worker_reads_as_interrupted_and_continues(app):
     assert again["first_epoch"] <= prog["epoch"] + 1       # at most the epoch in progress lost
     app.post("api/stop")
     wait_for(lambda: app.get("api/progress")[1]["status"] == "stopped", 60, what="the stop")
+
+
+def test_a_round_that_cannot_start_reads_as_failed(app):
+    (app.folder / "config.toml").write_text("K = 'ten'\n")     # the worker cannot read it
+    assert app.post("api/train", {"epochs": 1})[0] == 200
+    prog = wait_for(lambda: (p := app.get("api/progress")[1])["status"] != "running" and p,
+                    60, what="the failed round")
+    assert prog["status"] == "failed" and "config" in prog["message"].lower()
+    assert app.post("api/train", {"epochs": 1})[0] == 200      # not stuck as busy

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -167,26 +168,36 @@ class Session:
             return done
 
     # ------------------------------------------------------------------ training
-    def busy(self) -> bool:
-        """A round is running (or starting: its process has not written progress.json yet).
-        A worker that wrote its last progress but has not exited yet is not busy."""
+    def _progress(self) -> dict:
+        """progress.json, read as W.read_progress does; a round this app started whose process
+        ended before writing anything (it failed to start) reads as "failed"."""
         prog = W.read_progress(self.folder)
-        if prog["status"] == "running":
-            return True
-        return (self.proc is not None and self.proc.is_alive()
-                and prog.get("pid") != self.proc.pid)
+        if prog["status"] == "running" and prog.get("pid") == os.getpid() and not (
+                self.proc is not None and self.proc.is_alive()):
+            prog = W.read_progress(self.folder)          # (it may have just written)
+            if prog["status"] == "running" and prog.get("pid") == os.getpid():
+                prog.update(status="failed", message="the training process ended before it "
+                                                     "started; the terminal says why")
+        return prog
+
+    def busy(self) -> bool:
+        """A round is running (or starting). A worker that wrote its last progress but has
+        not exited yet is not busy."""
+        return self._progress()["status"] == "running"
 
     def train(self, epochs: int | None = None, resume: bool = False) -> dict:
-        """Start a round of `epochs` epochs (default round_epochs); resume: the epochs the
-        stopped or interrupted round still had to go."""
+        """Start a round of `epochs` epochs (default round_epochs); resume: finish the stopped
+        or interrupted round (up to its last epoch, whatever epoch its state is at)."""
         with self.lock:
-            last = W.read_progress(self.folder)
-            if self.busy():
+            last = self._progress()
+            if last["status"] == "running":
                 raise Busy("a training round is running; stop it first or wait for it.")
             until = None
-            if resume and last["status"] in ("stopped", "interrupted"):
-                until = int(last["last_epoch"])          # (from the state's epoch, whatever
-                epochs = max(1, until - int(last["epoch"]))   # the kill cost)
+            if resume and last["status"] in ("stopped", "interrupted") and "last_epoch" in last:
+                until = int(last["last_epoch"])
+                epochs = max(1, until - int(last["epoch"]))
+            if resume and not epochs:                   # cut before its first epoch ended
+                epochs = last.get("epochs")
             epochs = int(epochs or self.round_epochs)
             if not 1 <= epochs <= 10_000:
                 raise ValueError(f"epochs {epochs} is not allowed: give 1 to 10000.")
@@ -200,10 +211,7 @@ class Session:
     def progress(self) -> dict:
         with self.lock:
             self._reload_if_new()
-            prog = W.read_progress(self.folder)
-            if prog["status"] == "running" and self.proc is not None and not self.proc.is_alive():
-                prog["status"] = "interrupted"
-            return {**prog, "version": self.version}
+            return {**self._progress(), "version": self.version}
 
     def state(self) -> dict:
         with self.lock:
