@@ -312,3 +312,12 @@ def test_a_round_that_cannot_start_reads_as_failed(app):
                     60, what="the failed round")
     assert prog["status"] == "failed" and "config" in prog["message"].lower()
     assert app.post("api/train", {"epochs": 1})[0] == 200      # not stuck as busy
+
+
+def test_a_folder_in_use_or_with_a_broken_labels_file_is_refused(app, tmp_path):
+    res = run_app(str(app.folder), "--port", "0", cwd=tmp_path)
+    assert res.returncode == 2 and "in use by another npvae run" in res.stderr
+    app.stop()
+    (app.folder / "labels.csv").write_text("what,ever\n1,2\n")
+    res = run_app(str(app.folder), "--port", "0", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a labels file" in res.stderr
