@@ -4,6 +4,7 @@ the app as a real process (the URL it prints), JSON requests, waiting for a cond
 headless Chromium (selenium) started the way this closed-network machine needs."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A small model gmm on 600 of the embedded digits: an epoch takes well under a second.
+# A small model gmm on 300 of the embedded digits: an epoch takes a tenth of a second.
 TINY = """name = "tiny"
 model = "gmm"
 latent_dim = 4
@@ -31,7 +32,7 @@ w_cls = 12.0
 """
 
 
-def tiny_config(folder: Path, num_samples: int | None = 600) -> Path:
+def tiny_config(folder: Path, num_samples: int | None = 300) -> Path:
     path = Path(folder) / "tiny.toml"
     path.write_text(TINY + (f"num_samples = {num_samples}\n" if num_samples else ""))
     return path
@@ -40,17 +41,25 @@ def tiny_config(folder: Path, num_samples: int | None = 600) -> Path:
 class AppProcess:
     """`python -m npvae.app ARGS` in its own process group; .url once it listens."""
 
-    def __init__(self, *args, cwd=None, timeout: float = 120):
+    def __init__(self, *args, cwd=None, timeout: float = 120, wait: bool = True):
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NPVAE_THREADS": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "npvae.app", "--port", "0", *args],
                                      cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env, start_new_session=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("npvae.app: "):
-            self.proc.wait(timeout)
-            raise RuntimeError(f"the app did not start: {line}{self.proc.stderr.read()}")
-        self.url = line.split()[1]
-        self.base = self.url.split("?")[0]
+        self.url = self.base = None
+        if wait:
+            self.ready(timeout)
+
+    def ready(self, timeout: float = 120) -> "AppProcess":
+        """Wait for the line with the URL (wait=False starts several apps at once)."""
+        if self.url is None:
+            line = self.proc.stdout.readline()
+            if not line.startswith("npvae.app: "):
+                self.proc.wait(timeout)
+                raise RuntimeError(f"the app did not start: {line}{self.proc.stderr.read()}")
+            self.url = line.split()[1]
+            self.base = self.url.split("?")[0]
+        return self
 
     def get(self, path: str, token: str | None = None):
         return request(self.base + path.lstrip("/"), token=token)
@@ -92,7 +101,7 @@ def request(url: str, body: dict | None = None, token: str | None = None):
     return status, (json.loads(raw) if "json" in kind else raw)
 
 
-def wait_for(condition, timeout: float = 120, every: float = 0.2, what: str = "condition"):
+def wait_for(condition, timeout: float = 120, every: float = 0.05, what: str = "condition"):
     """condition()'s first truthy value, polling; AssertionError after `timeout` seconds."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -101,6 +110,15 @@ def wait_for(condition, timeout: float = 120, every: float = 0.2, what: str = "c
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def labels_csv(folder) -> list[tuple[int, int, str]]:
+    """A run folder's labels.csv as (index, label, source) rows ([] before the first)."""
+    path = Path(folder) / "labels.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [(int(r["index"]), int(r["label"]), r["source"]) for r in csv.DictReader(fh)]
 
 
 def pid_alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ folder); nothing in npvae imports it.
     session.py    one open run folder: data, model outputs, the labelling queue, training
     labels.py     labels.csv (index,label,time,source), written atomically at every label
     worker.py     a training round in a worker process: warm start, progress.json, outputs
+    components.py the Components view: decoded image, usage, majority label per component
     images.py     images in and out: a folder of PNG files, one image as PNG bytes, PCA
-    static/       index.html, app.js, app.css (plotly.min.js is served from the plotly wheel)
+    static/       index.html, app.js, panels.js, app.css (plotly.min.js: from the plotly wheel)
 """

@@ -18,6 +18,7 @@ import json
 import secrets
 import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -149,8 +150,12 @@ def serve(args) -> int:
     folder = open_folder(args)
     lock = R.RunLock(folder)
     lock.acquire()
-    R.remove_temporary_files(folder)
-    session = Session(folder, args.round_epochs, args.batch, args.strategy)
+    try:
+        R.remove_temporary_files(folder)
+        session = Session(folder, args.round_epochs, args.batch, args.strategy)
+    except BaseException:
+        lock.release()                           # (main() may be called in a process that goes on)
+        raise
     app = App(session, lock, Path(args.runs) if args.runs else folder.resolve().parent, token)
     try:
         server = make_server(app, args.host, args.port)
@@ -163,6 +168,8 @@ def serve(args) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"npvae.app: {url}  (run folder {folder}; Ctrl-C stops)", flush=True)
+    from .worker import prepare
+    threading.Thread(target=prepare, name="forkserver", daemon=True).start()
     signal.signal(signal.SIGINT, signal.default_int_handler)   # (a background job ignores it)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

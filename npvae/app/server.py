@@ -6,11 +6,15 @@
     GET  /api/points            the scatter: 2-D latent means, predicted class, component,
                                 uncertainty, the data's labels (cached per model version)
     GET  /api/queue             the images to label next, with the model's top-3 guesses
+    GET  /api/components        the Components view: each component's decoded image, usage,
+                                majority label; the confusion of components and labels
     GET  /api/info/I            one image's top-3 classes; /api/image/I.png the image
     GET  /api/progress          the training round (progress.json) and the model version
     GET  /api/runs              the run folders beside this one, with settings and metrics
     GET  /api/export.npz        the labelled set (also written as labeled.npz)
     POST /api/label {index, label}, /api/skip {index}, /api/undo, /api/strategy {name},
+         /api/inspect {indices} (a lasso selection's images), /api/select {indices} (the
+         selection becomes the queue),
          /api/train {epochs} or {resume: true}, /api/stop, /api/open {name}
 
 Access: with a token (always when listening beyond the loopback) every request must carry it
@@ -171,6 +175,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, s.points_json(), "application/json")
             if path == "/api/queue":
                 return self._json({"strategy": s.strategy, "items": s.queue_items()})
+            if path == "/api/components":
+                return self._send(200, s.components_json(), "application/json")
             if path.startswith("/api/info/"):
                 return self._json(s.info(int(path.rsplit("/", 1)[1])))
             if path.startswith("/api/image/") and path.endswith(".png"):
@@ -194,6 +200,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(s.skip(int(body["index"])))
         if path == "/api/undo":
             return self._json({"undone": s.undo()})
+        if path == "/api/inspect":
+            return self._json(s.inspect(body.get("indices")))
+        if path == "/api/select":
+            return self._json({"strategy": "lasso", "items": s.select(body.get("indices"))})
         if path == "/api/strategy":
             s.set_strategy(str(body["name"]))
             return self._json({"strategy": s.strategy})

@@ -1,6 +1,7 @@
-"""One training round in a worker process (multiprocessing, spawn), so the page never waits.
+"""One training round in a worker process, so the page never waits.
 
     start_round(folder, epochs) -> Process   trains `epochs` more epochs on labels.csv
+    prepare() -> None                        start the fork server (in the background)
     read_progress(folder) -> dict            progress.json ("interrupted" when its process is gone)
     write_outputs(folder, p, cfg, x, y_known, ...)   outputs.npz, the scatter's and queue's input
 
@@ -12,7 +13,7 @@ the state and progress.json (epoch, loss, held-out accuracy when the data has la
 atomically, so a kill -9 of anything loses at most the epoch in progress. It stops after a
 step when the file `stop` appears or the app's process is gone, keeping its state; at the
 end it writes outputs.npz (latent means and their 2-D view, class probabilities,
-responsibilities) and checkpoints/final.npz.
+responsibilities, the components' decoded images) and checkpoints/final.npz.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from npvae.reporting.summary import model_outputs, predictors
 from npvae.runs import rundir as R
 from npvae.training.fileio import atomic_write, write_text
 
+from .components import component_images
 from .images import load_app_data, project_2d
 from .labels import LabelStore
 
@@ -64,9 +66,11 @@ def write_outputs(folder, p, cfg, x, y_known, round_no: int = 0, epoch: int = 0)
     """Model outputs of every image, written atomically to outputs.npz; returns them."""
     out = model_outputs(p, x, cfg)
     name, probs = next(iter(predictors(p, cfg, out, np.asarray(y_known)).items()))
+    images = component_images(p, cfg, out["mu"], out["q"].argmax(axis=1))
     arrays = {"xy": project_2d(out["mu"]).astype(np.float32),
               "mu": out["mu"].astype(np.float32), "probs": probs.astype(np.float32),
-              "q": out["q"].astype(np.float32), "round": np.array(round_no),
+              "q": out["q"].astype(np.float32),
+              "comp_images": images.astype(np.float32), "round": np.array(round_no),
               "epoch": np.array(epoch), "predictor": np.array(name)}
     atomic_write(Path(folder) / OUTPUTS, lambda fh: np.savez(fh, **arrays))
     return arrays
@@ -80,12 +84,32 @@ def read_outputs(folder) -> dict | None:
         return {k: f[k] for k in f.files}
 
 
-def start_round(folder, epochs: int, until: int | None = None):
-    """Start a round in a new process (spawn); returns the multiprocessing.Process. Until the
-    worker writes its own, progress.json says "running" under this process's pid. until: the
-    last epoch of a stopped round to finish (then `epochs` is only what progress shows)."""
+def _context():
+    """multiprocessing's forkserver: a clean process (no threads) that has imported this module
+    once forks every round's worker, so a round starts in a tenth of a second instead of the
+    two to three seconds a fresh interpreter takes to import numpy, scipy and scikit-learn."""
     import multiprocessing as mp
 
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__, "npvae.app.command", "npvae.training.loop",
+                                "npvae.training.checkpoint"])
+    return ctx
+
+
+def prepare() -> None:
+    """Start the fork server now (the app calls it in a thread at start), not at the first
+    round."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+def start_round(folder, epochs: int, until: int | None = None):
+    """Start a round in a new process (forked by the fork server); returns the
+    multiprocessing.Process. Until the worker writes its own, progress.json says "running"
+    under this process's pid. until: the last epoch of a stopped round to finish (then
+    `epochs` is only what progress shows)."""
     folder = Path(folder)
     (folder / STOP).unlink(missing_ok=True)
     last = read_progress(folder)
@@ -93,10 +117,8 @@ def start_round(folder, epochs: int, until: int | None = None):
     round_no = int(last.get("round", 0)) + (not again)
     _write_progress(folder, {"status": "running", "pid": os.getpid(), "round": round_no,
                              "epochs": epochs, "history": [], "message": "starting"})
-    proc = mp.get_context("spawn").Process(target=train_round,
-                                           args=(str(folder), int(epochs), round_no, os.getpid(),
-                                                 until),
-                                           name="npvae-app-round", daemon=False)
+    proc = _context().Process(target=train_round, name="npvae-app-round", daemon=False,
+                              args=(str(folder), int(epochs), round_no, os.getpid(), until))
     proc.start()
     return proc
 
@@ -139,7 +161,7 @@ def _train(folder: Path, epochs: int, parent, prog: dict, until: int | None) -> 
     stop = folder / STOP
 
     def should_stop() -> bool:
-        return stop.exists() or (parent is not None and os.getppid() != parent)
+        return stop.exists() or (parent is not None and not _alive(parent))
 
     def epoch_end(st) -> None:
         writer.submit(st)                          # the state, written in the background
@@ -163,7 +185,7 @@ def _train(folder: Path, epochs: int, parent, prog: dict, until: int | None) -> 
     done_epoch = res.history["epoch"][-1] if res.history["epoch"] else first - 1
     write_outputs(folder, res.params, cfg, x, y_known, prog["round"], done_epoch)
     save_checkpoint(folder / R.FINAL, res.params, cfg)
-    gone = parent is not None and os.getppid() != parent
+    gone = parent is not None and not _alive(parent)
     prog["status"] = "done" if not res.interrupted else "stopped"
     if res.interrupted:
         prog["message"] = ("the app closed; continue this round from the page"

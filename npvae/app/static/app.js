@@ -27,7 +27,7 @@ const $ = (id) => document.getElementById(id);
 function colours(mode) {
   const p = S.points, n = p.n;
   if (mode === "unc") return { color: p.unc, colorscale: "Viridis", showscale: true,
-                               cmin: 0, cmax: 1, size: 4 };
+    cmin: 0, cmax: 1, size: 4, colorbar: { title: { text: "uncertainty" }, thickness: 12 } };
   const cats = mode === "known" ? S.known : mode === "pred" ? p.pred
              : mode === "comp" ? p.comp : (p.truth || S.known);
   const color = new Array(n), size = new Array(n);
@@ -44,13 +44,14 @@ function drawScatter() {
                   marker: { ...colours(mode), opacity: 0.8 } };
   const lat = S.state.latent_dim;
   const layout = { margin: { l: 40, r: 10, t: 10, b: 30 }, hovermode: "closest",
-    dragmode: "pan", uirevision: "keep",
+    dragmode: "pan", uirevision: "keep", showlegend: false,
     xaxis: { title: lat > 2 ? "PC 1 of the latent means" : "z1", zeroline: false },
     yaxis: { title: lat > 2 ? "PC 2" : "z2", zeroline: false } };
   const t0 = performance.now();
   return Plotly.react("scatter", [trace], layout,
                       { displaylogo: false, responsive: true, scrollZoom: true }).then(() => {
-    if (!S.hooked) { hookHover(); S.hooked = true; }
+    if (!S.hooked) { hookHover(); hookSelection(); S.hooked = true; }
+    drawLegend(mode);
     $("scatter").dataset.version = String(p.version);
     $("scatter").dataset.drawMs = String(Math.round(performance.now() - t0));
     if (S.painted === null) S.painted = performance.now();
@@ -59,6 +60,7 @@ function drawScatter() {
 function recolour() {
   if (!S.points) return;
   Plotly.restyle("scatter", { marker: [{ ...colours($("colour").value), opacity: 0.8 }] });
+  drawLegend($("colour").value);
 }
 async function showHover(i) {
   let info = S.hoverCache.get(i);
@@ -98,6 +100,7 @@ async function loadQueue() {
     $("strategy").value + ") ...";
   const q = await api("/api/queue");
   S.queue = q.items;
+  $("queue-source").textContent = q.strategy;
   S.focus = Math.min(S.focus, Math.max(0, S.queue.length - 1));
   $("strategy").value = q.strategy;
   drawQueue();
@@ -189,6 +192,7 @@ async function refresh() {                 // a round ended: new points and a ne
   S.hoverCache.clear();
   await drawScatter();
   await loadQueue();
+  if (!$("view-components").hidden) await loadComponents();
 }
 $("btn-train").onclick = () => api("/api/train", { epochs: +$("epochs").value })
   .then(() => say("")).catch((e) => say(e.message));
@@ -229,9 +233,10 @@ async function loadRuns() {
 for (const tab of document.querySelectorAll(".tab")) {
   tab.onclick = () => {
     document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t === tab));
-    $("view-main").hidden = tab.dataset.view !== "main";
-    $("view-compare").hidden = tab.dataset.view !== "compare";
+    for (const view of ["main", "components", "compare"]) $("view-" + view).hidden =
+      tab.dataset.view !== view;
     if (tab.dataset.view === "compare") loadRuns().catch((e) => say(e.message));
+    else if (tab.dataset.view === "components") loadComponents().catch((e) => say(e.message));
     else Plotly.Plots.resize("scatter");
   };
 }
