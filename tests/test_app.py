@@ -1,10 +1,14 @@
-"""The app (npvae/app/, issue 24) without a browser: labels.csv written atomically at every
-label with undo, the command's refusals (one sentence, exit status 2), the token, and
-training rounds in a worker process through the JSON API, with the server killed (SIGKILL)
-mid-round and restarted with nothing lost. The page itself: tests/test_app_browser.py."""
+"""The app (npvae/app/, issue 24) as a process, without a browser: the command's refusals (one
+sentence, exit status 2), the token, labels and undo through the API, and
+training rounds in a worker process through the JSON API, with the worker and then the
+server killed (SIGKILL) mid-round and restarted with nothing lost; a lasso selection as the
+queue; the Components view. The page itself: tests/test_app_browser.py; the parts without
+a process: tests/test_app_parts.py.
+
+To stay fast the server tests share one app (module fixture, 300 images, a tiny model,
+rounds of 1 epoch) and run in this file's order; the other apps start at the same time."""
 from __future__ import annotations
 
-import csv
 import io
 import os
 import socket
@@ -12,136 +16,129 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
 
-from benchmarks.app_driver import (AppProcess, pid_alive, request, tiny_config,  # noqa: E402
-                                   wait_for)
-
-from npvae.app import labels as L  # noqa: E402
-from npvae.app.images import png_bytes, project_2d  # noqa: E402
-from npvae.training import fileio  # noqa: E402
+from benchmarks.app_driver import AppProcess, pid_alive, request, tiny_config  # noqa: E402
+from benchmarks.app_driver import labels_csv as rows, wait_for  # noqa: E402
 
 
-# ---------------------------------------------------------------------------- labels.csv
 
-def rows(folder):
-    with open(folder / "labels.csv", newline="") as fh:
-        return [(int(r["index"]), int(r["label"]), r["source"]) for r in csv.DictReader(fh)]
+# ---------------------------------------------------------------------------- the apps
 
+class Shared:
+    """The app the server tests share (runs/one), and the others started with it: one
+    beyond the loopback (a token) and two on data without labels."""
 
-def test_every_label_is_written_atomically_and_undo_takes_it_back(tmp_path, monkeypatch):
-    replaced = []
-    real = os.replace
-    monkeypatch.setattr(fileio.os, "replace",
-                        lambda a, b: (replaced.append((str(a), str(b))), real(a, b))[1])
-    store = L.LabelStore(tmp_path, 100, 10)
-    store.label(7, 3, "queue:typical")
-    assert rows(tmp_path) == [(7, 3, "queue:typical")]
-    assert len(replaced) == 1 and replaced[0][1] == str(tmp_path / "labels.csv")
-    assert os.path.basename(replaced[0][0]).startswith(".labels.csv.")     # a temporary file
-    store.label(9, 1, "queue:typical")
-    store.skip(11)
-    store.label(7, 4, "queue:margin")                     # a relabel replaces the row
-    assert rows(tmp_path) == [(9, 1, "queue:typical"), (7, 4, "queue:margin")]
-    assert store.undo() == {"undone": "label", "index": 7}
-    assert rows(tmp_path) == [(9, 1, "queue:typical"), (7, 3, "queue:typical")]
-    assert store.undo() == {"undone": "skip", "index": 11} and store.skipped == set()
-    again = L.LabelStore(tmp_path, 100, 10)               # a restart reads the file back
-    assert again.y_known()[[7, 9, 0]].tolist() == [3, 1, -1]
-    assert again.undo() == {"undone": "label", "index": 7}   # the file's last label
-    assert rows(tmp_path) == [(9, 1, "queue:typical")]
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    def __init__(self, root: Path):
+        from PIL import Image
 
+        from npvae.training.data import load_digits
 
-def test_bad_labels_are_refused_in_one_sentence(tmp_path):
-    store = L.LabelStore(tmp_path, 10, 10)
-    with pytest.raises(L.LabelError, match="does not exist"):
-        store.label(10, 1, "x")
-    with pytest.raises(L.LabelError, match="not a class"):
-        store.label(1, 10, "x")
-    (tmp_path / "labels.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(L.LabelError, match="not a labels file"):
-        L.LabelStore(tmp_path, 10, 10)
+        self.root, self.cfg = root, tiny_config(root)
+        x, _ = load_digits(None)
+        self.images = np.rint(x[:150] * 255).astype(np.uint8).reshape(-1, 28, 28)
+        (root / "pngs").mkdir()
+        for i, im in enumerate(self.images):
+            Image.fromarray(im).save(root / "pngs" / f"img{i:04d}.png")
+        np.savez(root / "x.npz", x=self.images)
+        (root / "cfg").mkdir()
+        nolabels = str(tiny_config(root / "cfg", None))
+        start = {"one": ("--config", str(self.cfg), "--out", "runs/one", "--round-epochs", "1"),
+                 "token": ("--config", str(self.cfg), "--out", "tok", "--host", "0.0.0.0"),
+                 "png-folder": ("--config", nolabels, "--data", str(root / "pngs"), "--out",
+                                "runs/png"),
+                 "npz-x-only": ("--config", nolabels, "--data", str(root / "x.npz"), "--out",
+                                "runs/npz")}
+        self.apps = {k: AppProcess(*a, cwd=root, wait=False) for k, a in start.items()}
+        for proc in self.apps.values():
+            proc.ready()
+        self.proc = self.apps["one"]
+        self.folder = root / "runs" / "one"
 
+    def get(self, path):
+        return self.proc.get(path)
 
-def test_png_and_projection():
-    img = np.linspace(0, 1, 784)
-    data = png_bytes(img)
-    from PIL import Image
-    back = np.asarray(Image.open(io.BytesIO(data)), np.float64).reshape(-1) / 255
-    assert np.abs(back - img).max() <= 0.5 / 255 + 1e-9
-    mu = np.random.default_rng(0).normal(size=(200, 6)) * [5, 1, 0.1, 0.1, 0.1, 0.1]
-    xy = project_2d(mu)
-    assert xy.shape == (200, 2) and np.std(xy[:, 0]) > 4 and np.allclose(xy.mean(0), 0)
-    assert np.allclose(project_2d(mu[:, :2]), mu[:, :2])
+    def post(self, path, body=None):
+        return self.proc.post(path, body)
+
+    def progress(self):
+        return self.get("api/progress")[1]
+
+    def round_ends(self, what="the round to end"):
+        return wait_for(lambda: (p := self.progress())["status"] not in ("running",) and p,
+                        what=what)
+
+    def stop(self):
+        for proc in self.apps.values():
+            proc.stop()
 
 
-# ---------------------------------------------------------------------------- the command
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    shared = Shared(tmp_path_factory.mktemp("apps"))
+    yield shared
+    shared.stop()
 
-def run_app(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "npvae.app", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
 
+def test_bad_input_is_one_sentence_and_status_2(app, tmp_path, capsys):
+    from npvae.app.command import main
+    from npvae.core.config import Config
+    from npvae.runs import rundir as R
 
-def test_bad_input_is_one_sentence_and_status_2(tmp_path):
     other = tmp_path / "photos"
     other.mkdir()
     (other / "notes.txt").write_text("not a run")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    R.write_config(broken, Config())
+    (broken / "labels.csv").write_text("what,ever\n1,2\n")
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
+    res = subprocess.run([sys.executable, "-m", "npvae.app", str(tmp_path / "nowhere")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "does not exist" in res.stderr
     try:
-        cases = {"does not exist": ["nowhere"], "not an npvae run folder": [str(other)],
-                 "cannot listen": ["--config", str(tiny_config(tmp_path)), "--out", "new",
+        cases = {"not an npvae run folder": [str(other)],
+                 "cannot listen": ["--config", str(app.cfg), "--out", str(tmp_path / "new"),
                                    "--port", str(port)],
-                 "Data path": ["--data", "missing.npz", "--out", "new2"]}
+                 "Data path": ["--data", str(tmp_path / "missing.npz"), "--out",
+                               str(tmp_path / "new2")],
+                 "in use by another npvae run": [str(app.folder), "--port", "0"],
+                 "not a labels file": [str(broken), "--port", "0"]}
         for expected, args in cases.items():
-            res = run_app(*args, cwd=tmp_path)
-            assert res.returncode == 2, (args, res.stderr)
-            lines = res.stderr.strip().splitlines()
+            assert main(args) == 2, args
+            lines = capsys.readouterr().err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
         assert not (tmp_path / "new").exists() and not (tmp_path / "new2").exists()
     finally:
         taken.close()
 
 
-# ---------------------------------------------------------------------------- the server
-
-@pytest.fixture
-def app(tmp_path):
-    proc = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "runs/one",
-                      "--round-epochs", "2", cwd=tmp_path)
-    proc.folder = tmp_path / "runs" / "one"
-    yield proc
+def test_a_token_is_needed_beyond_the_loopback(app):
+    proc = app.apps["token"]
+    token = proc.url.split("?token=")[1]
+    assert len(token) >= 20
+    base = proc.base.replace("0.0.0.0", "127.0.0.1")
+    assert request(base + "api/state")[0] == 403
+    assert request(base + "api/state?token=wrong")[0] == 403
+    assert request(base)[0] == 403
+    assert request(base + "api/state", token=token)[0] == 200
+    assert request(base + f"api/state?token={token}")[0] == 200
+    status, page = request(base + f"?token={token}")
+    assert status == 200 and b"scatter" in page
     proc.stop()
-
-
-def test_a_token_is_needed_beyond_the_loopback(tmp_path):
-    proc = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "tok", "--host",
-                      "0.0.0.0", cwd=tmp_path)
-    try:
-        token = proc.url.split("?token=")[1]
-        assert len(token) >= 20
-        base = proc.base.replace("0.0.0.0", "127.0.0.1")
-        assert request(base + "api/state")[0] == 403
-        assert request(base + "api/state?token=wrong")[0] == 403
-        assert request(base)[0] == 403
-        assert request(base + "api/state", token=token)[0] == 200
-        assert request(base + f"api/state?token={token}")[0] == 200
-        status, page = request(base + f"?token={token}")
-        assert status == 200 and b"scatter" in page
-    finally:
-        proc.stop()
 
 
 def test_without_a_token_only_loopback_names_and_json_posts(app):
     def send(path, data=None, headers=()):
-        req = urllib.request.Request(app.base + path, data=data, headers=dict(headers))
+        req = urllib.request.Request(app.proc.base + path, data=data, headers=dict(headers))
         try:
             with urllib.request.urlopen(req, timeout=30) as res:
                 return res.status
@@ -169,155 +166,147 @@ def test_label_undo_train_through_the_api(app):
     assert app.post("api/label", {"index": 10**6, "label": 1})[0] == 400
     assert app.post("api/strategy", {"name": "nope"})[0] == 400
     _, before = app.get("api/points")
-    assert app.post("api/train", {"epochs": 2})[0] == 200
-    assert app.post("api/train", {"epochs": 2})[0] == 409           # one round at a time
-    prog = wait_for(lambda: (p := app.get("api/progress")[1])["status"] == "done" and p,
-                    what="the round to end")
-    assert prog["labels"] == 2 and prog["epoch"] == 2 and prog["round"] == 1
-    assert 0 <= prog["accuracy"] <= 1 and prog["version"] == 1
+    assert app.post("api/train", {"epochs": 1})[0] == 200
+    assert app.post("api/train", {"epochs": 1})[0] == 409           # one round at a time
+    prog = app.round_ends()
+    assert prog["status"] == "done" and prog["labels"] == 2 and prog["round"] == 1
+    assert prog["epoch"] == 1 and 0 <= prog["accuracy"] <= 1 and prog["version"] == 1
     _, after = app.get("api/points")
     assert after["version"] == 1 and after["x"] != before["x"]
     assert app.post("api/train", {"epochs": 1})[0] == 200            # warm start
-    prog = wait_for(lambda: (p := app.get("api/progress")[1])["status"] == "done" and p,
-                    what="the second round")
-    assert (prog["first_epoch"], prog["epoch"], prog["round"]) == (3, 3, 2)
+    prog = app.round_ends("the second round")
+    assert (prog["status"], prog["first_epoch"], prog["epoch"], prog["round"]) == \
+        ("done", 2, 2, 2)
     status, data = app.get("api/export.npz")
     assert status == 200 and (app.folder / "labeled.npz").is_file()
     with np.load(app.folder / "labeled.npz") as f:
-        assert f["y"].tolist() == [5, 3] or f["y"].tolist() == [3, 5]
+        assert sorted(f["y"].tolist()) == [3, 5]
         assert f["x"].shape == (2, 28, 28) and f["x"].dtype == np.uint8
-    _, runs = app.get("api/runs")
-    assert [(r["name"], r["kind"], r["labels"], r["current"]) for r in runs["runs"]] == \
-        [("one", "app", 2, True)]
 
 
-def test_a_server_killed_mid_round_loses_nothing(app, tmp_path):
-    _, queue = app.get("api/queue")
-    for it, label in zip(queue["items"][:3], (1, 2, 3)):
-        app.post("api/label", {"index": it["index"], "label": label})
-    app.post("api/train", {"epochs": 500})
-    prog = wait_for(lambda: (p := app.get("api/progress")[1]).get("epoch", 0) >= 2 and p,
-                    what="two epochs")
-    app.kill()                                              # SIGKILL: no clean-up at all
-    wait_for(lambda: not pid_alive(prog["pid"]), 60, what="the worker to notice and stop")
-    again = AppProcess(str(app.folder), cwd=tmp_path)
-    try:
-        assert len(rows(app.folder)) == 3
-        _, state = again.get("api/state")
-        assert len(state["labels"]) == 3
-        _, prog = again.get("api/progress")
-        assert prog["status"] in ("stopped", "interrupted") and prog["epoch"] >= 2
-        done = prog["epoch"]
-        status, started = again.post("api/train", {"resume": True})
-        assert status == 200
-        again.post("api/stop")
-        prog = wait_for(lambda: (p := again.get("api/progress")[1])["status"] == "stopped"
-                        and p, what="the continued round to stop")
-        assert prog["first_epoch"] == done + 1 and prog["round"] == 1
-    finally:
-        again.stop()
+def test_a_lasso_selection_is_inspected_then_labelled_as_the_queue(app):
+    labelled = {r[0] for r in rows(app.folder)}
+    _, state = app.get("api/state")
+    held_out = next(i for i in range(state["n"]) if app.get(f"api/info/{i}")[1]["split"]
+                    == "held-out")
+    pick = [i for i in range(40) if i not in labelled and i != held_out][:5]
+    chosen = pick + [held_out, next(iter(labelled))]
+    status, seen = app.post("api/inspect", {"indices": chosen + [pick[0]]})
+    assert status == 200 and seen["selected"] == 7 and seen["to_label"] == 5
+    assert [it["index"] for it in seen["items"]] == chosen
+    assert all(len(it["top3"]) == 3 for it in seen["items"])
+    assert seen["items"][-1]["label"] is not None              # already labelled: shown
+    assert app.post("api/select", {"indices": [held_out]})[0] == 400   # nothing to label
+    assert app.post("api/select", {"indices": [10**6]})[0] == 400
+    assert app.post("api/inspect", {"indices": "all"})[0] == 400
+    status, queue = app.post("api/select", {"indices": chosen})
+    assert status == 200 and [it["index"] for it in queue["items"]] == pick
+    assert [it["index"] for it in app.get("api/queue")[1]["items"]] == pick
+    assert app.post("api/label", {"index": pick[0], "label": 8})[1]["source"] == "lasso"
+    app.post("api/skip", {"index": pick[1]})
+    assert app.post("api/undo")[1]["undone"]["index"] == pick[1]
+    assert [it["index"] for it in app.get("api/queue")[1]["items"]] == pick[1:]
+    assert rows(app.folder)[-1] == (pick[0], 8, "lasso")
+    assert app.post("api/strategy", {"name": "margin"})[0] == 200     # back to the strategy
+    queue = app.get("api/queue")[1]["items"]
+    assert len(queue) == 12 and {it["index"] for it in queue}.isdisjoint(labelled | {pick[0]})
+    app.post("api/strategy", {"name": "typical"})
 
 
-@pytest.mark.parametrize("kind", ["png-folder", "npz-x-only"])
-def test_data_without_labels(tmp_path, kind):
-    from PIL import Image
+def test_the_components_view_through_the_api(app):
+    status, view = app.get("api/components")
+    assert status == 200 and view["K"] == 10 and len(view["components"]) == 10
+    assert view["version"] == 1 or view["version"] == 2
+    given = np.array(view["given"])
+    assert given.sum() == len(rows(app.folder)) == view["labels"]
+    assert np.array(view["truth"]).sum() == 300                  # every image: its own label
+    assert sum(c["count"] for c in view["components"]) == 300
+    assert abs(sum(c["usage"] for c in view["components"]) - 1) < 1e-3
+    for c in view["components"]:
+        assert c["image"].startswith("data:image/png;base64,")
+        row = given[c["component"]]
+        assert c["majority"] == (int(row.argmax()) if row.sum() else None)
+    app.post("api/label", {"index": app.get("api/queue")[1]["items"][0]["index"], "label": 2})
+    assert np.array(app.get("api/components")[1]["given"]).sum() == given.sum() + 1
+    app.post("api/undo")
 
-    from npvae.training.data import load_digits
 
-    x, _ = load_digits(None)
-    images = np.rint(x[:150] * 255).astype(np.uint8).reshape(-1, 28, 28)
-    if kind == "png-folder":
-        data = tmp_path / "pngs"
-        data.mkdir()
-        for i, im in enumerate(images):
-            Image.fromarray(im).save(data / f"img{i:04d}.png")
-    else:
-        data = tmp_path / "x.npz"
-        np.savez(data, x=images)
-    proc = AppProcess("--config", str(tiny_config(tmp_path, None)), "--data", str(data),
-                      "--out", "nolabels", cwd=tmp_path)
-    try:
+def test_data_without_labels(app):
+    procs = {k: app.apps[k] for k in ("png-folder", "npz-x-only")}
+    for proc in procs.values():
         _, state = proc.get("api/state")
         assert state["n"] == 150 and state["has_truth"] is False
         _, points = proc.get("api/points")
         assert points["truth"] is None and len(points["x"]) == 150
         status, png = proc.get("api/image/0.png")
-        assert status == 200 and np.array_equal(
-            np.asarray(Image.open(io.BytesIO(png))), images[0])
+        from PIL import Image
+        assert status == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(png))),
+                                                app.images[0])
+        assert proc.get("api/components")[1]["truth"] is None
         _, queue = proc.get("api/queue")
         proc.post("api/label", {"index": queue["items"][0]["index"], "label": 4})
         proc.post("api/train", {"epochs": 1})
+    for kind, proc in procs.items():
         prog = wait_for(lambda: (p := proc.get("api/progress")[1])["status"] == "done" and p,
-                        what="a round on data without labels")
+                        what=f"a round on data without labels ({kind})")
         assert prog["labels"] == 1 and prog["accuracy"] is None
-    finally:
         proc.stop()
 
 
-def test_the_compare_view_opens_another_run(app, tmp_path):
-    other = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "runs/two",
-                       cwd=tmp_path)
-    other.stop()                                  # (its folder lock goes with it)
+def test_a_killed_worker_then_a_killed_server_lose_nothing(app):
+    given = rows(app.folder)
+    app.post("api/train", {"epochs": 500})
+    prog = wait_for(lambda: (p := app.progress()).get("epoch", 0) >= 3 and p, what="an epoch")
+    os.kill(prog["pid"], 9)                             # the worker itself, mid-round
+    prog = wait_for(lambda: (p := app.progress())["status"] == "interrupted" and p, 30,
+                    what="the round to read as interrupted")
+    assert app.post("api/train", {"resume": True})[0] == 200
+    again = wait_for(lambda: (p := app.progress()).get("first_epoch") and
+                     p["pid"] != prog["pid"] and p.get("epoch", 0) >= p["first_epoch"] and p,
+                     60, what="the continued round's first epoch")
+    assert again["round"] == prog["round"] and again["last_epoch"] == prog["last_epoch"]
+    assert again["first_epoch"] <= prog["epoch"] + 1       # at most the epoch in progress lost
+
+    app.proc.kill()                                     # SIGKILL the server: no clean-up
+    wait_for(lambda: not pid_alive(again["pid"]), 60, what="the worker to notice and stop")
+    app.proc = app.apps["one"] = AppProcess(str(app.folder), cwd=app.root)
+    assert rows(app.folder) == given
+    assert len(app.get("api/state")[1]["labels"]) == len(given)
+    prog = app.progress()
+    assert prog["status"] in ("stopped", "interrupted") and prog["epoch"] >= again["epoch"]
+    done = prog["epoch"]
+    assert app.post("api/train", {"resume": True})[0] == 200
+    app.post("api/stop")
+    prog = wait_for(lambda: (p := app.progress())["status"] == "stopped" and p.get("pid") !=
+                    again["pid"] and p, 60, what="the continued round to stop")
+    assert prog["first_epoch"] == done + 1 and prog["round"] == again["round"]
+
+
+def test_the_compare_view_opens_another_run(app):
+    from npvae.runs import rundir as R
+
     _, runs = app.get("api/runs")
-    assert sorted(r["name"] for r in runs["runs"]) == ["one", "two"]
+    assert sorted((r["name"], r["kind"], r["current"]) for r in runs["runs"]) == \
+        [("npz", "app", False), ("one", "app", True), ("png", "app", False)]
+    assert next(r for r in runs["runs"] if r["name"] == "one")["labels"] == \
+        len(rows(app.folder))
     assert app.post("api/open", {"name": "../one"})[0] == 400
-    assert app.post("api/open", {"name": "two"})[0] == 200
-    assert app.get("api/state")[1]["name"] == "two"
-    busy = AppProcess(str(tmp_path / "runs" / "one"), cwd=tmp_path)   # one is free again
+    assert app.post("api/open", {"name": "npz"})[0] == 200
+    assert app.get("api/state")[1]["name"] == "npz"
+    busy = R.RunLock(app.folder)                        # one is free again: hold it here
+    busy.acquire()
     try:
         status, answer = app.post("api/open", {"name": "one"})
         assert status == 409 and "in use by another npvae run" in answer["error"]
     finally:
-        busy.stop()
-
-
-def test_the_compare_rows_of_an_npvae_run_folder(tmp_path):
-    from npvae.app.runs import list_runs
-    from npvae.core.config import Config
-    from npvae.runs import rundir as R
-
-    run = tmp_path / "baseline"
-    run.mkdir()
-    R.write_config(run, Config(num_labeled=50))
-    R.write_json(run / "summary.json", {"epochs_completed": 7,
-                                        "heldout_accuracy": {"classifier head": 0.8}})
-    (tmp_path / "photos").mkdir()                       # not a run: not listed
-    rows = list_runs(tmp_path, current=None)
-    assert [(r["name"], r["kind"], r["labels"], r["epochs"], r["accuracy"], r["status"])
-            for r in rows] == [("baseline", "run", 50, 7, 0.8, "finished")]
-
-
-def test_a_killed_worker_reads_as_interrupted_and_continues(app):
-    _, queue = app.get("api/queue")
-    app.post("api/label", {"index": queue["items"][0]["index"], "label": 1})
-    app.post("api/train", {"epochs": 500})
-    prog = wait_for(lambda: (p := app.get("api/progress")[1]).get("epoch", 0) >= 1 and p,
-                    what="an epoch")
-    os.kill(prog["pid"], 9)                             # the worker itself, mid-round
-    prog = wait_for(lambda: (p := app.get("api/progress")[1])["status"] == "interrupted"
-                    and p, 30, what="the round to read as interrupted")
-    assert app.post("api/train", {"resume": True})[0] == 200
-    again = wait_for(lambda: (p := app.get("api/progress")[1]).get("first_epoch") and
-                     p["pid"] != prog["pid"] and p, 60, what="the continued round")
-    assert again["round"] == prog["round"] and again["last_epoch"] == prog["last_epoch"]
-    assert again["first_epoch"] <= prog["epoch"] + 1       # at most the epoch in progress lost
-    app.post("api/stop")
-    wait_for(lambda: app.get("api/progress")[1]["status"] == "stopped", 60, what="the stop")
+        busy.release()
 
 
 def test_a_round_that_cannot_start_reads_as_failed(app):
-    (app.folder / "config.toml").write_text("K = 'ten'\n")     # the worker cannot read it
+    folder = app.root / "runs" / "npz"                  # opened by the test above
+    (folder / "config.toml").write_text("K = 'ten'\n")    # the worker cannot read it
     assert app.post("api/train", {"epochs": 1})[0] == 200
-    prog = wait_for(lambda: (p := app.get("api/progress")[1])["status"] != "running" and p,
+    prog = wait_for(lambda: (p := app.progress())["status"] != "running" and p,
                     60, what="the failed round")
     assert prog["status"] == "failed" and "config" in prog["message"].lower()
     assert app.post("api/train", {"epochs": 1})[0] == 200      # not stuck as busy
-
-
-def test_a_folder_in_use_or_with_a_broken_labels_file_is_refused(app, tmp_path):
-    res = run_app(str(app.folder), "--port", "0", cwd=tmp_path)
-    assert res.returncode == 2 and "in use by another npvae run" in res.stderr
-    app.stop()
-    (app.folder / "labels.csv").write_text("what,ever\n1,2\n")
-    res = run_app(str(app.folder), "--port", "0", cwd=tmp_path)
-    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a labels file" in res.stderr

@@ -1,17 +1,17 @@
 """The app in a real browser (issue 24): headless Chromium driven by selenium loads the page,
 labels three images with the keyboard, undoes one, trains a short round and watches the
-progress move and the scatter refresh, reloads and finds the labels kept; then the server is
-killed (SIGKILL) mid-round and restarted with nothing lost. Skipped (with the reason) when
-selenium, chromium or chromedriver is missing: `.ci/run` installs them."""
+progress move and the scatter refresh, reloads and finds the labels kept; a lasso selection
+is inspected and labelled as the queue; the legend and the uncertainty colour bar; the
+Components view; then the server is killed (SIGKILL) mid-round and restarted with nothing
+lost. Skipped (with the reason) when selenium, chromium or chromedriver is missing: `.ci/run`
+installs them."""
 from __future__ import annotations
-
-import csv
 
 import pytest
 
 pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
-from benchmarks.app_driver import (AppProcess, browser_missing, pid_alive,  # noqa: E402
-                                   start_chromium, tiny_config, wait_for)
+from benchmarks.app_driver import (AppProcess, browser_missing, labels_csv,  # noqa: E402
+                                   pid_alive, start_chromium, tiny_config, wait_for)
 
 if browser_missing():
     pytest.skip(browser_missing(), allow_module_level=True)
@@ -20,7 +20,16 @@ from selenium.webdriver.common.by import By  # noqa: E402
 
 
 @pytest.fixture
-def browser(tmp_path):
+def started(tmp_path):
+    """The app, starting while the browser starts."""
+    app = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "runs/web",
+                     "--round-epochs", "1", cwd=tmp_path, wait=False)
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def browser(tmp_path, started):
     try:
         driver = start_chromium(tmp_path / "profile")
     except RuntimeError as err:
@@ -43,21 +52,16 @@ def cards(driver) -> list[int]:
                                  ".map((c) => +c.dataset.index)")
 
 
-def labelled(folder) -> list[tuple[int, int]]:
-    path = folder / "labels.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [(int(r["index"]), int(r["label"])) for r in csv.DictReader(fh)]
+def labelled(folder, source=False) -> list[tuple]:
+    return [r if source else r[:2] for r in labels_csv(folder)]
 
 
 def press(driver, key):
     driver.find_element(By.TAG_NAME, "body").send_keys(key)
 
 
-def test_label_train_reload_kill_and_restart(tmp_path, browser):
-    app = AppProcess("--config", str(tiny_config(tmp_path)), "--out", "runs/web",
-                     "--round-epochs", "3", cwd=tmp_path)
+def test_label_train_reload_kill_and_restart(tmp_path, started, browser):
+    app = started.ready()
     folder = tmp_path / "runs" / "web"
     again = None
     try:
@@ -74,7 +78,8 @@ def test_label_train_reload_kill_and_restart(tmp_path, browser):
         wait_for(lambda: cards(browser)[:1] == [first[2]], 30, what="the undone image back")
         assert by_id(browser, "labels-count").text == "2 labels"
 
-        by_id(browser, "btn-train").click()                 # a round of 3 epochs
+        assert "no label given" in by_id(browser, "legend").text
+        by_id(browser, "btn-train").click()                 # a round of 1 epoch
         wait_for(lambda: (attr(browser, "status", "epoch") or "0") not in ("", "0"), 120,
                  what="the progress to move")
         wait_for(lambda: attr(browser, "scatter", "version") == "1", 120,
@@ -93,12 +98,55 @@ def test_label_train_reload_kill_and_restart(tmp_path, browser):
                  and "#5" in by_id(browser, "hover-text").text, 30, what="the hover panel")
         assert len(by_id(browser, "hover-text").text.splitlines()) >= 6
 
+        # a lasso selection (the event plotly sends): inspect it, then label it as the queue
+        chosen = [i for i in range(30) if i not in {first[0], first[1]}][:6]
+        browser.execute_script("document.getElementById('scatter').emit('plotly_selected', "
+                               "{points: arguments[0].map((i) => ({pointIndex: i}))})", chosen)
+        wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#sel-grid .thumb")) == 6,
+                 30, what="the selection's images")
+        thumb = browser.find_element(By.CSS_SELECTOR, "#sel-grid .thumb")
+        assert thumb.get_attribute("data-index") == str(chosen[0])
+        assert "top 3: " in thumb.get_attribute("title")
+        assert "6 selected" in by_id(browser, "sel-text").text
+        by_id(browser, "btn-sel-queue").click()
+        wait_for(lambda: cards(browser) and set(cards(browser)) <= set(chosen), 30,
+                 what="the selection as the queue")
+        lasso = cards(browser)[0]
+        press(browser, "9")
+        wait_for(lambda: (lasso, 9, "lasso") in labelled(folder, True), 30,
+                 what="a label from the selection, source lasso")
+        press(browser, "u")
+        wait_for(lambda: len(labelled(folder)) == 2 and cards(browser)[:1] == [lasso], 30,
+                 what="its undo")
+
+        # the legend and the uncertainty colour bar
+        browser.execute_script("const s = document.getElementById('colour'); s.value = 'comp';"
+                               "s.dispatchEvent(new Event('change'))")
+        wait_for(lambda: "component:" in by_id(browser, "legend").text, 30, what="the legend")
+        browser.execute_script("const s = document.getElementById('colour'); s.value = 'unc';"
+                               "s.dispatchEvent(new Event('change'))")
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#scatter .colorbar"), 30,
+                 what="the colour bar")
+        assert "uncertainty" in by_id(browser, "legend").text
+
+        # the Components view: decoded images, usage, the confusion tables
+        by_id(browser, "tab-components").click()
+        wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#comp-grid .comp")) == 10,
+                 30, what="the components")
+        assert not by_id(browser, "view-main").is_displayed()
+        assert browser.find_element(By.CSS_SELECTOR, "#comp-grid .comp img").get_attribute(
+            "src").startswith("data:image/png;base64,")
+        assert "usage" in by_id(browser, "comp-grid").text
+        given = browser.find_elements(By.CSS_SELECTOR, "#confusion-given tr")
+        assert len(given) == 11 and by_id(browser, "confusion-truth").is_displayed()
+        by_id(browser, "tab-main").click()
+
         # a long round, then SIGKILL the server mid-round
         epochs = by_id(browser, "epochs")
         epochs.clear()
         epochs.send_keys("500")
         by_id(browser, "btn-train").click()
-        wait_for(lambda: int(attr(browser, "status", "epoch") or 0) >= 5, 120,
+        wait_for(lambda: int(attr(browser, "status", "epoch") or 0) >= 3, 120,
                  what="the long round's progress")
         worker = int(app.get("api/progress")[1]["pid"])
         app.kill()
@@ -110,7 +158,7 @@ def test_label_train_reload_kill_and_restart(tmp_path, browser):
         assert by_id(browser, "labels-count").text == "2 labels"
         assert labelled(folder) == [(first[0], 3), (first[1], 5)]
         assert by_id(browser, "btn-continue").is_displayed()
-        assert int(attr(browser, "status", "epoch")) >= 5
+        assert int(attr(browser, "status", "epoch")) >= 3
 
         by_id(browser, "tab-compare").click()               # the Compare view lists the run
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr"), 30,
@@ -119,6 +167,5 @@ def test_label_train_reload_kill_and_restart(tmp_path, browser):
         row = browser.find_element(By.CSS_SELECTOR, "#runs tbody tr.current").text
         assert row.startswith("web app gmm")
     finally:
-        app.stop()
         if again is not None:
             again.stop()
