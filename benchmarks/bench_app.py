@@ -1,6 +1,6 @@
 """How fast the app answers with 60,000 images (issue 24):
 
-    python benchmarks/bench_app.py [--n 60000] [--repeats 3]
+    python benchmarks/bench_app.py [--n 60000] [--repeats 3] [--pace 0.5]
 
 It writes an .npz of N images without labels (the 5000 embedded digits repeated), starts
 `python -m npvae.app --data` on it with a small model (the untrained model's latent means are
@@ -9,8 +9,14 @@ the 60,000 points), and measures in headless Chromium and through the API:
     first paint        page load until the 60,000-point WebGL scatter is drawn (median)
     points payload     the size of /api/points
     label persisted    POST /api/label: labels.csv rewritten atomically (fsync), per label
-    next batch         GET /api/queue when the batch is used up (the query strategy runs)
+    next batch         GET /api/queue when the batch is used up (the query strategy runs on
+                       5,000 random candidates)
     scatter refresh    fetching /api/points again and redrawing it in the page
+    label in the page  a key press: the next image shown, and the label persisted (the
+                       POST answered), both timed in the page; and the wait for the next
+                       batch when the key used up the last image of one (labels given
+                       every --pace seconds, a quick person: the app chooses the next batch
+                       while the second half of a batch is labelled)
 """
 from __future__ import annotations
 
@@ -45,7 +51,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--strategy", default="margin")
+    ap.add_argument("--strategy", default="typical")
+    ap.add_argument("--pace", type=float, default=0.5, help="seconds between two labels")
     args = ap.parse_args(argv)
     from npvae.training.data import load_digits
 
@@ -79,6 +86,7 @@ def measure(app, args) -> None:
                                                                   "label": item["guess"]}))
             assert status == 200
             persist.append(t)
+            time.sleep(args.pace)
         t, (_, queue) = timed(lambda: app.get("api/queue"))
         batches.append(t)
     print(f"label persisted (POST /api/label, atomic labels.csv): {ms(persist)}")
@@ -103,6 +111,20 @@ def measure(app, args) -> None:
                 " return drawScatter(); }).then(() => done(performance.now() - t));"))
         print(f"first paint (navigation start to the scatter drawn): {ms(paints)}")
         print(f"scatter refresh (fetch /api/points + Plotly.react): {ms(refresh)}")
+        shown, saved, batch = [], [], []
+        for _ in range(2 * 12):
+            t = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1], S = window.npvaeApp,"
+                " last = S.queue.length === 1, t = performance.now();"
+                "act('label', S.queue[S.focus].guess); const shown = performance.now() - t;"
+                "S.pending.then(() => done([shown, performance.now() - t, last]));")
+            time.sleep(args.pace)
+            shown.append(t[0])
+            (batch if t[2] else saved).append(t[1])
+        print(f"label in the page, next image shown: {ms(shown)}")
+        print(f"label in the page, persisted (POST answered): {ms(saved)}")
+        print(f"label in the page that used up a batch, until the next batch is shown: "
+              f"{ms(batch)}")
         hover = driver.execute_async_script(
             "const done = arguments[arguments.length - 1], t = performance.now();"
             "showHover(123).then(() => done(performance.now() - t));")

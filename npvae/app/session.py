@@ -50,6 +50,7 @@ class Session:
         self.queue: list[int] = []
         self.selected: set[int] = set()      # the queue is a lasso selection: source "lasso"
         self._components: bytes | None = None
+        self._ahead: list | None = None        # the next batch: [(version, strategy), Event, batch]
         self.version, self._stamp = 0, None
         self._points: bytes | None = None
         self.outputs = W.read_outputs(self.folder)
@@ -88,8 +89,10 @@ class Session:
     def points_json(self) -> bytes:
         """The scatter's data (cached until the outputs change): 2-D coordinates, predicted
         class, component, uncertainty (1 - largest probability) and the data's own labels
-        when it has them; the labels given are in state()."""
+        when it has them; the labels given are in state(). The page asks for the queue next:
+        its batch starts being chosen now."""
         with self.lock:
+            self._prefetch()
             if self._points is None:
                 o = self.outputs
                 probs = o["probs"].astype(np.float64)
@@ -128,11 +131,11 @@ class Session:
                 "split": "train" if self.pool[i] else "held-out"}
 
     # ------------------------------------------------------------------ the queue
-    def _next_batch(self) -> list[int]:
+    def _next_batch(self, taken=()) -> list[int]:
         with self.lock:
             y_known = self.labels.y_known()
             free = self.pool.copy()
-            free[list(self.labels.skipped)] = False
+            free[list(self.labels.skipped) + list(taken)] = False
             o = self.outputs
         rng = np.random.default_rng([self.cfg.seed, 24, int((y_known >= 0).sum())])
         cand = np.flatnonzero(free & (y_known < 0))
@@ -153,12 +156,39 @@ class Session:
                           if y_known[i] < 0 and i not in self.labels.skipped]
             version, strategy = self.version, self.strategy
         if not self.queue:
-            batch = self._next_batch()
+            with self.lock:
+                ahead, self._ahead = self._ahead, None
+            batch = []
+            if ahead is not None and ahead[0] == (version, strategy):
+                ahead[1].wait()                 # chosen while the last images were labelled
+                with self.lock:
+                    batch = self._labellable(ahead[2] or [])
+            batch = batch or self._next_batch()
             with self.lock:
                 if not self.queue and (version, strategy) == (self.version, self.strategy):
                     self.queue, self.selected = batch, set()
         with self.lock:
             return [self.info(i) for i in self.queue]
+
+    def _prefetch(self) -> None:
+        """(With the lock held.) When half the queue is used up, start choosing the batch
+        after it in a thread, the images still in the queue counting as taken: the page then
+        need not wait for the strategy (about a second for `typical`) at the end of a batch."""
+        y_known, key = self.labels.y_known(), (self.version, self.strategy)
+        left = [i for i in self.queue if y_known[i] < 0 and i not in self.labels.skipped]
+        if 2 * len(left) > self.batch or (self._ahead is not None and self._ahead[0] == key):
+            return
+        ahead = self._ahead = [key, threading.Event(), None]
+
+        def choose():
+            try:
+                ahead[2] = self._next_batch(left)
+            except Exception:     # noqa: BLE001 - the queue then chooses when it needs to
+                ahead[2] = None
+            finally:
+                ahead[1].set()
+
+        threading.Thread(target=choose, name="npvae-next-batch", daemon=True).start()
 
     def set_strategy(self, name: str) -> None:
         if name not in STRATEGIES:
@@ -197,11 +227,13 @@ class Session:
             source = "lasso" if i in self.selected else f"queue:{self.strategy}"
             self.labels.label(i, label, source)
             self._components = None
+            self._prefetch()
             return {"index": i, "label": label, "source": source}
 
     def skip(self, i: int) -> dict:
         with self.lock:
             self.labels.skip(i)
+            self._prefetch()
             return {"index": i, "skipped": True}
 
     def undo(self) -> dict | None:
