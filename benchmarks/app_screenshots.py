@@ -7,7 +7,8 @@ in a temporary folder, plays
 the person (labels 4 queue batches with the data's own labels through the API), trains a
 round, makes a second run with `python -m npvae.run` for the Compare view, and drives the
 page in headless Chromium: app_label.png (scatter coloured by predicted label, the hover
-panel, the queue), app_uncertainty.png, app_training.png (a round in progress),
+panel, the queue), app_uncertainty.png, app_selection.png (a box of the scatter selected,
+inspected and made the queue), app_components.png, app_training.png (a round in progress),
 app_compare.png."""
 from __future__ import annotations
 
@@ -101,6 +102,24 @@ def shoot(driver, app, out: Path) -> None:
     Select(by_id("colour")).select_by_value("unc")
     time.sleep(1.0)
     driver.save_screenshot(str(out / "app_uncertainty.png"))
+    Select(by_id("colour")).select_by_value("pred")
+    driver.execute_script(              # what plotly sends for a box around a point
+        "const p = window.npvaeApp.points, x0 = p.x[7], y0 = p.y[7], pts = [];"
+        "for (let i = 0; i < p.n; i++) if (Math.abs(p.x[i] - x0) < 0.3 &&"
+        " Math.abs(p.y[i] - y0) < 0.3) pts.push({pointIndex: i});"
+        "document.getElementById('hover').hidden = true;"
+        "document.getElementById('scatter').emit('plotly_selected', {points: pts})")
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#sel-grid .thumb"), 30, 0.2,
+             "the selection")
+    by_id("btn-sel-queue").click()
+    time.sleep(1.0)
+    driver.save_screenshot(str(out / "app_selection.png"))
+    by_id("tab-components").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#comp-grid .comp"), 30, 0.2,
+             "the components")
+    time.sleep(0.5)
+    driver.save_screenshot(str(out / "app_components.png"))
+    by_id("tab-main").click()
     Select(by_id("colour")).select_by_value("known")
     epochs = by_id("epochs")
     epochs.clear()
@@ -116,7 +135,8 @@ def shoot(driver, app, out: Path) -> None:
     wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 2, 30,
              0.2, "the runs table")
     driver.save_screenshot(str(out / "app_compare.png"))
-    for name in ("app_label", "app_uncertainty", "app_training", "app_compare"):
+    for name in ("app_label", "app_uncertainty", "app_selection", "app_components",
+                 "app_training", "app_compare"):
         print(out / f"{name}.png")
 
 
