@@ -112,6 +112,7 @@ def shoot(driver, app, out: Path) -> None:
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#sel-grid .thumb"), 30, 0.2,
              "the selection")
     by_id("btn-sel-queue").click()
+    driver.execute_script("window.scrollTo(0, 0)")
     time.sleep(1.0)
     driver.save_screenshot(str(out / "app_selection.png"))
     by_id("tab-components").click()

@@ -52,7 +52,12 @@ async function inspect(indices) {
         : "label " + it.label}</div>`;
     grid.appendChild(d);
   }
-  $("selection").hidden = false;
+  showSelection(true);
+}
+function showSelection(on) {         // the scatter gets shorter while the selection shows
+  $("selection").hidden = !on;
+  $("left").classList.toggle("selecting", on);
+  Plotly.Plots.resize("scatter");
 }
 $("btn-sel-queue").onclick = () => serial(async () => {
   $("btn-sel-queue").blur();
@@ -62,7 +67,7 @@ $("btn-sel-queue").onclick = () => serial(async () => {
   drawQueue();
   say("");
 });
-$("btn-sel-close").onclick = () => { $("selection").hidden = true; $("btn-sel-close").blur(); };
+$("btn-sel-close").onclick = () => { showSelection(false); $("btn-sel-close").blur(); };
 
 // ---------------------------------------------------------------- components
 async function loadComponents() {
