@@ -18,7 +18,6 @@ import json
 import secrets
 import signal
 import sys
-import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -168,8 +167,6 @@ def serve(args) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"npvae.app: {url}  (run folder {folder}; Ctrl-C stops)", flush=True)
-    from .worker import prepare
-    threading.Thread(target=prepare, name="forkserver", daemon=True).start()
     signal.signal(signal.SIGINT, signal.default_int_handler)   # (a background job ignores it)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -90,9 +90,13 @@ class Session:
         """The scatter's data (cached until the outputs change): 2-D coordinates, predicted
         class, component, uncertainty (1 - largest probability) and the data's own labels
         when it has them; the labels given are in state(). The page asks for the queue next:
-        its batch starts being chosen now."""
+        its batch starts being chosen now; and the process that forks training rounds starts
+        (once), so that the first Train starts at once."""
         with self.lock:
             self._prefetch()
+            if not W.PREPARED.is_set():
+                W.PREPARED.set()
+                threading.Thread(target=W.prepare, name="npvae-forkserver", daemon=True).start()
             if self._points is None:
                 o = self.outputs
                 probs = o["probs"].astype(np.float64)

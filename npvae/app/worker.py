@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -96,9 +97,12 @@ def _context():
     return ctx
 
 
+PREPARED = threading.Event()      # the app asked for the fork server to start
+
+
 def prepare() -> None:
-    """Start the fork server now (the app calls it in a thread at start), not at the first
-    round."""
+    """Start the fork server now (the app calls it in a thread when the page opens), not at
+    the first round."""
     from multiprocessing import forkserver
 
     _context()
