@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import threading
 import time
 import traceback
@@ -91,6 +92,8 @@ def _context():
     two to three seconds a fresh interpreter takes to import numpy, scipy and scikit-learn."""
     import multiprocessing as mp
 
+    if "forkserver" not in mp.get_all_start_methods():     # (Windows): a fresh interpreter
+        return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([__name__, "npvae.app.command", "npvae.training.loop",
                                 "npvae.training.checkpoint"])
@@ -103,10 +106,10 @@ PREPARED = threading.Event()      # the app asked for the fork server to start
 def prepare() -> None:
     """Start the fork server now (the app calls it in a thread when the page opens), not at
     the first round."""
-    from multiprocessing import forkserver
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
 
-    _context()
-    forkserver.ensure_running()
+        forkserver.ensure_running()
 
 
 def start_round(folder, epochs: int, until: int | None = None):
@@ -130,7 +133,8 @@ def start_round(folder, epochs: int, until: int | None = None):
 def train_round(folder: str, epochs: int, round_no: int = 1, parent: int | None = None,
                 until: int | None = None) -> None:
     """The worker: see the module doc. Every failure ends as progress.json status "failed"."""
-    folder = Path(folder)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the app; the round then sees
+    folder = Path(folder)                         # it gone and stops after its step, cleanly
     prog = {"status": "running", "pid": os.getpid(), "epochs": epochs, "history": [],
             "started": time.time(), "round": round_no}
     try:
