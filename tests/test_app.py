@@ -57,6 +57,8 @@ class Shared:
         self.apps = {k: AppProcess(*a, cwd=root, wait=False) for k, a in start.items()}
         for proc in self.apps.values():
             proc.ready()
+        for kind in ("one", "png-folder", "npz-x-only"):       # as the page does at once: the
+            self.apps[kind].get("api/points")                   # fork server starts meanwhile
         self.proc = self.apps["one"]
         self.folder = root / "runs" / "one"
 
@@ -101,9 +103,8 @@ def test_bad_input_is_one_sentence_and_status_2(app, tmp_path, capsys):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    res = subprocess.run([sys.executable, "-m", "npvae.app", str(tmp_path / "nowhere")],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "does not exist" in res.stderr
+    res = subprocess.Popen([sys.executable, "-m", "npvae.app", str(tmp_path / "nowhere")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         cases = {"not an npvae run folder": [str(other)],
                  "cannot listen": ["--config", str(app.cfg), "--out", str(tmp_path / "new"),
@@ -117,6 +118,8 @@ def test_bad_input_is_one_sentence_and_status_2(app, tmp_path, capsys):
             lines = capsys.readouterr().err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
         assert not (tmp_path / "new").exists() and not (tmp_path / "new2").exists()
+        _, err = res.communicate(timeout=120)                 # the same as a process
+        assert res.returncode == 2 and err.count("\n") == 1 and "does not exist" in err
     finally:
         taken.close()
 

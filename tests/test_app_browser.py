@@ -84,8 +84,8 @@ def test_label_train_reload_kill_and_restart(tmp_path, started, browser):
                  what="the progress to move")
         wait_for(lambda: attr(browser, "scatter", "version") == "1", 120,
                  what="the scatter to refresh after the round")
-        assert "done" in by_id(browser, "status").text and "held-out acc." in \
-            by_id(browser, "status").text
+        wait_for(lambda: "done" in by_id(browser, "status").text, 30, what="the round done")
+        assert "held-out acc." in by_id(browser, "status").text
 
         browser.refresh()                                   # the labels are kept
         wait_for(lambda: attr(browser, "scatter", "version") == "1", 60, what="the reload")

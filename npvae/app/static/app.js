@@ -184,7 +184,7 @@ async function poll() {
     drawProgress(p);
     if (p.version !== S.version) await refresh();
   } catch (e) { say(e.message); }
-  setTimeout(poll, 1000);
+  setTimeout(poll, 500);
 }
 async function refresh() {                 // a round ended: new points and a new queue
   S.points = await api("/api/points");
