@@ -216,6 +216,18 @@ def test_a_lasso_selection_is_inspected_then_labelled_as_the_queue(app):
     app.post("api/strategy", {"name": "typical"})
 
 
+def test_the_next_batch_is_chosen_while_a_batch_is_labelled(app):
+    batch = [it["index"] for it in app.get("api/queue")[1]["items"]]
+    for k, i in enumerate(batch):                       # from the 7th on, the next is ready
+        assert app.post("api/label" if k % 4 else "api/skip", {"index": i, "label": 1})[0] == 200
+    after = [it["index"] for it in app.get("api/queue")[1]["items"]]
+    given = {r[0] for r in rows(app.folder)}
+    assert len(after) == 12 and not set(after) & (set(batch) | given)
+    for _ in batch:
+        app.post("api/undo")
+    assert not set(batch) & {r[0] for r in rows(app.folder)}
+
+
 def test_the_components_view_through_the_api(app):
     status, view = app.get("api/components")
     assert status == 200 and view["K"] == 10 and len(view["components"]) == 10
