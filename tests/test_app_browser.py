@@ -1,10 +1,10 @@
 """The app in a real browser (issue 24): headless Chromium driven by selenium loads the page,
 labels three images with the keyboard, undoes one, trains a short round and watches the
-progress move and the scatter refresh, reloads and finds the labels kept; a lasso selection
-is inspected and labelled as the queue; the legend and the uncertainty colour bar; the
-Components view; then the server is killed (SIGKILL) mid-round and restarted with nothing
-lost. Skipped (with the reason) when selenium, chromium or chromedriver is missing: `.ci/run`
-installs them."""
+progress move and the scatter refresh, reloads and finds the labels kept; a box selection
+dragged with the mouse is inspected and labelled as the queue; the legend and the
+uncertainty colour bar; the Components view; then the server is killed (SIGKILL) mid-round
+and restarted with nothing lost. Skipped (with the reason) when selenium, chromium or
+chromedriver is missing: `.ci/run` installs them."""
 from __future__ import annotations
 
 import pytest
@@ -16,6 +16,7 @@ from benchmarks.app_driver import (AppProcess, browser_missing, labels_csv,  # n
 if browser_missing():
     pytest.skip(browser_missing(), allow_module_level=True)
 
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
@@ -98,18 +99,23 @@ def test_label_train_reload_kill_and_restart(tmp_path, started, browser):
                  and "#5" in by_id(browser, "hover-text").text, 30, what="the hover panel")
         assert len(by_id(browser, "hover-text").text.splitlines()) >= 6
 
-        # a lasso selection (the event plotly sends): inspect it, then label it as the queue
-        chosen = [i for i in range(30) if i not in {first[0], first[1]}][:6]
-        browser.execute_script("document.getElementById('scatter').emit('plotly_selected', "
-                               "{points: arguments[0].map((i) => ({pointIndex: i}))})", chosen)
-        wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#sel-grid .thumb")) == 6,
-                 30, what="the selection's images")
-        thumb = browser.find_element(By.CSS_SELECTOR, "#sel-grid .thumb")
-        assert thumb.get_attribute("data-index") == str(chosen[0])
-        assert "top 3: " in thumb.get_attribute("title")
-        assert "6 selected" in by_id(browser, "sel-text").text
+        # a box selection dragged with the mouse (plotly's select tool): inspect it, then
+        # label it as the queue
+        browser.execute_script("Plotly.relayout('scatter', {dragmode: 'select'})")
+        plot = browser.find_element(By.CSS_SELECTOR, "#scatter .nsewdrag")
+        w, h = plot.rect["width"], plot.rect["height"]
+        ActionChains(browser).move_to_element_with_offset(plot, -w * 0.45, -h * 0.45) \
+            .click_and_hold().move_by_offset(w * 0.3, h * 0.3) \
+            .move_by_offset(w * 0.6, h * 0.6).release().perform()
+        thumbs = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#sel-grid .thumb"),
+                          30, what="the selection's images")
+        chosen = browser.execute_script("return window.npvaeApp.selection")
+        assert len(chosen) > 20 and "top 3: " in thumbs[0].get_attribute("title")
+        assert [int(t.get_attribute("data-index")) for t in thumbs] == chosen[:len(thumbs)]
+        assert by_id(browser, "sel-text").text.startswith(f"{len(chosen)} selected")
         by_id(browser, "btn-sel-queue").click()
-        wait_for(lambda: cards(browser) and set(cards(browser)) <= set(chosen), 30,
+        free = set(chosen) - set(first[:2])                 # (the undone image is free again)
+        wait_for(lambda: cards(browser) and set(cards(browser)) <= free, 30,
                  what="the selection as the queue")
         lasso = cards(browser)[0]
         press(browser, "9")
