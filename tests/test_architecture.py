@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "npvae"
 # floor of each subpackage: a module may import its own floor's package and the floors below.
 FLOORS = {"core": 0, "engine": 1, "training": 2, "reporting": 3, "runs": 4,
-          "experiments": 5, "estimator": 5}
+          "experiments": 5, "estimator": 5, "app": 6}
 COMMANDS = ("run", "sweep", "active", "report", "active_report")
 MAX_LINES = 400
 
