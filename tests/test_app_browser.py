@@ -53,6 +53,13 @@ def cards(driver) -> list[int]:
                                  ".map((c) => +c.dataset.index)")
 
 
+def queue_and_source(driver) -> tuple[str, list[int]]:
+    """Where the queue comes from (its heading) and its image indices, read in one go."""
+    return tuple(driver.execute_script(
+        "return [document.getElementById('queue-source').textContent,"
+        " Array.from(document.querySelectorAll('#queue .card')).map((c) => +c.dataset.index)]"))
+
+
 def labelled(folder, source=False) -> list[tuple]:
     return [r if source else r[:2] for r in labels_csv(folder)]
 
@@ -115,9 +122,13 @@ def test_label_train_reload_kill_and_restart(tmp_path, started, browser):
         assert by_id(browser, "sel-text").text.startswith(f"{len(chosen)} selected")
         by_id(browser, "btn-sel-queue").click()
         free = set(chosen) - set(first[:2])                 # (the undone image is free again)
-        wait_for(lambda: cards(browser) and set(cards(browser)) <= free, 30,
-                 what="the selection as the queue")
-        lasso = cards(browser)[0]
+        # The box covers most of the scatter, so the strategy's batch shown before the click
+        # may lie inside it too: wait for the page to say the queue is now the selection.
+        source, queue = wait_for(lambda: (lambda q: q if q[0].startswith("the selection")
+                                          else None)(queue_and_source(browser)), 30,
+                                 what="the selection as the queue")
+        assert queue and set(queue) <= free, (source, queue)
+        lasso = queue[0]
         press(browser, "9")
         wait_for(lambda: (lasso, 9, "lasso") in labelled(folder, True), 30,
                  what="a label from the selection, source lasso")
