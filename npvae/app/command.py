@@ -74,9 +74,12 @@ def _check_port(host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(infos[0][4])
     except OSError as err:
-        raise runner.UsageError(f"cannot listen on {host} port {port}: "
-                                f"{err.strerror or err}; choose another --port or "
-                                f"--host.") from None
+        raise _cannot_listen(host, port, err) from None
+
+
+def _cannot_listen(host, port, err: OSError) -> runner.UsageError:
+    return runner.UsageError(f"cannot listen on {host} port {port}: {err.strerror or err}; "
+                             f"choose another --port or --host.")
 
 
 def open_folder(args) -> Path:
@@ -134,7 +137,7 @@ def _interrupt(signum, frame):
 
 def serve(args) -> int:
     from .server import App, _is_loopback_name, make_server, plotly_js
-    from .session import Session
+    from .session import open_session
 
     if plotly_js() is None:
         raise runner.UsageError('plotly is not installed; install the app extra: '
@@ -147,22 +150,13 @@ def serve(args) -> int:
     token = args.token or (None if _is_loopback_name(args.host) else secrets.token_urlsafe(24))
     _check_port(args.host, args.port)            # before a new folder is made
     folder = open_folder(args)
-    lock = R.RunLock(folder)
-    lock.acquire()
-    try:
-        R.remove_temporary_files(folder)
-        session = Session(folder, args.round_epochs, args.batch, args.strategy)
-    except BaseException:
-        lock.release()                           # (main() may be called in a process that goes on)
-        raise
+    session, lock = open_session(folder, args.round_epochs, args.batch, args.strategy)
     app = App(session, lock, Path(args.runs) if args.runs else folder.resolve().parent, token)
     try:
         server = make_server(app, args.host, args.port)
     except OSError as err:
         lock.release()
-        raise runner.UsageError(f"cannot listen on {args.host} port {args.port}: "
-                                f"{err.strerror or err}; choose another --port or "
-                                f"--host.") from None
+        raise _cannot_listen(args.host, args.port, err) from None
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")

@@ -16,7 +16,7 @@ import base64
 
 import numpy as np
 
-from npvae.core.blocks import mlp_forward
+from npvae.core import gmm
 from npvae.core.layers import sigmoid
 from npvae.core.model import decoder_forward
 
@@ -24,13 +24,11 @@ from .images import png_bytes
 
 
 def component_images(p, cfg, mu, comp) -> np.ndarray:
-    """(K, 784) decoded image of every component (see the module doc)."""
+    """(K, D) decoded image of every component (see the module doc)."""
     K = cfg.K
     if cfg.model == "gmm":
         z = p["prior_mu"].astype(np.float64)
-        logits = mlp_forward(z, p.astype(np.float64), "dec", len(cfg.decoder_dims) + 1,
-                             last_linear=True)[0]
-        return sigmoid(logits)
+        return sigmoid(gmm.decoder_forward(p.astype(np.float64), z, cfg)[0])   # (K, D)
     mu, comp = np.asarray(mu, np.float64), np.asarray(comp)
     z = np.zeros((K, mu.shape[1]))
     for c in range(K):

@@ -13,7 +13,7 @@ from npvae.core.config import ConfigError
 from npvae.runs import rundir as R
 
 from .labels import LABELS_FILE, LabelError, read_labels
-from .worker import PROGRESS
+from .worker import PROGRESS, read_progress
 
 
 def _json(path: Path) -> dict:
@@ -35,7 +35,7 @@ def describe_run(folder: Path) -> dict | None:
            "hidden_dims": list(cfg.hidden_dims), "lr": cfg.lr, "seed": cfg.seed,
            "data": cfg.data or "embedded digits"}
     if (folder / LABELS_FILE).is_file() or (folder / PROGRESS).is_file():
-        prog = _json(folder / PROGRESS)
+        prog = read_progress(folder)              # a killed round reads as interrupted
         try:
             labels = len(read_labels(folder / LABELS_FILE))
         except LabelError:

@@ -41,7 +41,7 @@ from npvae.runs import rundir as R
 from .images import png_bytes
 from .labels import LabelError
 from .runs import list_runs
-from .session import Busy, Session
+from .session import Busy, Session, open_session
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -74,13 +74,7 @@ class App:
             old = self.session
             if old.busy():
                 raise Busy("a training round is running; stop it before opening another run.")
-            lock = R.RunLock(folder)
-            lock.acquire()                              # FolderInUse: said in one sentence
-            try:
-                new = Session(folder, old.round_epochs, old.batch, old.strategy)
-            except Exception:
-                lock.release()
-                raise
+            new, lock = open_session(folder, old.round_epochs, old.batch, old.strategy)
             self.run_lock.release()
             self.session, self.run_lock = new, lock
             return {"opened": str(folder)}

@@ -17,10 +17,11 @@ import numpy as np
 
 from npvae.core.params import init_params
 from npvae.experiments.active.loop import STRATEGY_NAMES, pool_mask
-from npvae.experiments.active.query import STRATEGIES
+from npvae.experiments.active.query import STRATEGIES, candidates
 from npvae.runs import rundir as R
 from npvae.training.checkpoint import CheckpointError, load_checkpoint
 from npvae.training.fileio import atomic_write
+from npvae.training.loop import make_rngs
 
 from . import worker as W
 from .components import components_view
@@ -66,8 +67,7 @@ class Session:
         try:
             p, _ = load_checkpoint(self.folder / R.FINAL)
         except CheckpointError:
-            init = np.random.default_rng(np.random.SeedSequence(self.cfg.seed).spawn(3)[0])
-            p = init_params(self.cfg, init)
+            p = init_params(self.cfg, make_rngs(self.cfg.seed)["init"])   # what training starts from
         return W.write_outputs(self.folder, p, self.cfg, self.x, self.labels.y_known())
 
     def _outputs_stamp(self):
@@ -142,7 +142,7 @@ class Session:
             free[list(self.labels.skipped) + list(taken)] = False
             o = self.outputs
         rng = np.random.default_rng([self.cfg.seed, 24, int((y_known >= 0).sum())])
-        cand = np.flatnonzero(free & (y_known < 0))
+        cand = candidates(y_known, free)
         if cand.size > CANDIDATES:          # `typical`: 4-6 s on 60,000 images, ~1 s on 5,000
             free[:] = False
             free[rng.choice(cand, CANDIDATES, replace=False)] = True
@@ -155,9 +155,7 @@ class Session:
         (computed outside the lock: `typical` takes seconds on 60,000 images, and labels,
         progress and hovers must not wait for it)."""
         with self.lock:
-            y_known = self.labels.y_known()
-            self.queue = [i for i in self.queue
-                          if y_known[i] < 0 and i not in self.labels.skipped]
+            self.queue = self._labellable(self.queue)
             version, strategy = self.version, self.strategy
         if not self.queue:
             with self.lock:
@@ -178,8 +176,8 @@ class Session:
         """(With the lock held.) When half the queue is used up, start choosing the batch
         after it in a thread, the images still in the queue counting as taken: the page then
         need not wait for the strategy (about a second for `typical`) at the end of a batch."""
-        y_known, key = self.labels.y_known(), (self.version, self.strategy)
-        left = [i for i in self.queue if y_known[i] < 0 and i not in self.labels.skipped]
+        key = (self.version, self.strategy)
+        left = self._labellable(self.queue)
         if 2 * len(left) > self.batch or (self._ahead is not None and self._ahead[0] == key):
             return
         ahead = self._ahead = [key, threading.Event(), None]
@@ -325,6 +323,20 @@ class Session:
         data = buf.getvalue()
         atomic_write(self.folder / "labeled.npz", lambda fh: fh.write(data))
         return data
+
+
+def open_session(folder, round_epochs: int, batch: int, strategy: str):
+    """(Session, RunLock) of a run folder: the folder locked (FolderInUse says who holds it),
+    a killed process's temporary files removed, the session built; the lock is released
+    again when that fails."""
+    lock = R.RunLock(folder)
+    lock.acquire()
+    try:
+        R.remove_temporary_files(folder)
+        return Session(folder, round_epochs, batch, strategy), lock
+    except BaseException:
+        lock.release()                  # (the app's process may go on, e.g. with another run)
+        raise
 
 
 def _indices(indices, n: int) -> list[int]:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from npvae.reporting.summary import model_outputs, predictors
+from npvae.experiments.active.loop import scores
+from npvae.reporting import metrics as M
 from npvae.runs import rundir as R
 from npvae.training.fileio import atomic_write, write_text
 
@@ -66,12 +67,11 @@ def _alive(pid) -> bool:
 
 def write_outputs(folder, p, cfg, x, y_known, round_no: int = 0, epoch: int = 0) -> dict:
     """Model outputs of every image, written atomically to outputs.npz; returns them."""
-    out = model_outputs(p, x, cfg)
-    name, probs = next(iter(predictors(p, cfg, out, np.asarray(y_known)).items()))
-    images = component_images(p, cfg, out["mu"], out["q"].argmax(axis=1))
-    arrays = {"xy": project_2d(out["mu"]).astype(np.float32),
-              "mu": out["mu"].astype(np.float32), "probs": probs.astype(np.float32),
-              "q": out["q"].astype(np.float32),
+    name, probs, q, mu = scores(p, cfg, x, y_known)
+    images = component_images(p, cfg, mu, q.argmax(axis=1))
+    arrays = {"xy": project_2d(mu).astype(np.float32),
+              "mu": mu.astype(np.float32), "probs": probs.astype(np.float32),
+              "q": q.astype(np.float32),
               "comp_images": images.astype(np.float32), "round": np.array(round_no),
               "epoch": np.array(epoch), "predictor": np.array(name)}
     atomic_write(Path(folder) / OUTPUTS, lambda fh: np.savez(fh, **arrays))
@@ -206,9 +206,8 @@ def _accuracy(p, cfg, x, y, val) -> float:
     when the data has no labels."""
     if y is None:
         return float("nan")
-    out = model_outputs(p, x[val], cfg)
-    _, probs = next(iter(predictors(p, cfg, out, np.full(len(val), -1)).items()))
-    return float(np.mean(probs.argmax(axis=1) == np.asarray(y)[val]))
+    _, probs, _, _ = scores(p, cfg, x[val], np.full(len(val), -1))
+    return M.accuracy(probs, np.asarray(y)[val])
 
 
 def _finite(v):

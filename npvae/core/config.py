@@ -155,7 +155,7 @@ class Config:
             need(getattr(self, name) in NETS, name, f"use one of {', '.join(NETS)}")
         need(len(self.conv_channels) > 0 and all(c >= 1 for c in self.conv_channels),
              "conv_channels", "give one or more positive channel counts, e.g. 32 64")
-        if "conv" not in (self.encoder, self.decoder):
+        if not self.convolutional:
             return
         name = "encoder" if self.encoder == "conv" else "decoder"
         need(self.model == "gmm", name, "the convolutional networks are part of model gmm "
@@ -188,6 +188,11 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return self.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def convolutional(self) -> bool:
+        """Has model gmm a convolutional encoder or decoder (npvae/core/convnet.py)?"""
+        return "conv" in (self.encoder, self.decoder)
 
     @property
     def augments(self) -> bool:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import log_softmax
+from . import layers as L
 
 
 def sharpen(lq, T: float):
@@ -39,7 +39,7 @@ def sharpen(lq, T: float):
         t = np.zeros_like(lq)
         t[np.arange(lq.shape[0]), lq.argmax(axis=1)] = 1.0
         return t
-    return np.exp(log_softmax(lq / T))
+    return np.exp(L.log_softmax(lq / T))
 
 
 def consistency_forward(lq_weak, lq_strong, tau: float, T: float):
@@ -49,8 +49,8 @@ def consistency_forward(lq_weak, lq_strong, tau: float, T: float):
     B = lq_strong.shape[0]
     t = sharpen(lq_weak, T)                                                 # (B, K)
     mask = np.exp(lq_weak.max(axis=1)) >= tau                               # (B,)
-    t_log_t = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)     # 0 log 0 = 0
-    kl = (t_log_t - t * lq_strong).sum(axis=1)                              # (B,)
+    h_t, _ = L.entropy_forward(t)                                           # (B,) 0 log 0 = 0
+    kl = -h_t - (t * lq_strong).sum(axis=1)                                 # (B,)
     return (kl * mask).sum() / B, (t, mask, B)
 
 

@@ -263,7 +263,7 @@ def fast_engine(cfg: Config):
     encoder or decoder, else FastModel."""
     if cfg.model != "gmm":
         return FastModel(cfg)
-    return ConvGMM(cfg) if "conv" in (cfg.encoder, cfg.decoder) else FastGMM(cfg)
+    return ConvGMM(cfg) if cfg.convolutional else FastGMM(cfg)
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:
