@@ -38,13 +38,19 @@ def mlp_forward(h, p, prefix, n_layers, last_linear, masks=None):
     return h, caches
 
 
-def mlp_backward(dh, caches, g, prefix):
-    """Reverse of mlp_forward; writes dW, db into the gradient views g; returns d(input)."""
+def mlp_backward(dh, caches, g, prefix, input_grad: bool = True):
+    """Reverse of mlp_forward; writes dW, db into the gradient views g; returns d(input)
+    (None when not input_grad: the input is data, and dx = dh W^T of the first layer, as
+    large a product as its dW, would be thrown away)."""
     for i in reversed(range(len(caches))):
         c_lin, c_act, c_drop = caches[i]
         if c_drop is not None:
             dh = L.dropout_backward(dh, c_drop)
         if c_act is not None:
             dh = L.lrelu_backward(dh, c_act)
+        if i == 0 and not input_grad:
+            x, _ = c_lin
+            g[f"{prefix}0.W"][...], g[f"{prefix}0.b"][...] = x.T @ dh, dh.sum(axis=0)
+            return None
         dh, g[f"{prefix}{i}.W"][...], g[f"{prefix}{i}.b"][...] = L.linear_backward(dh, c_lin)
     return dh

@@ -7,6 +7,7 @@ with one clear sentence. Field names are the flag names with '-' for '_'.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 
 MODELS = ("mixture", "gmm")
@@ -14,8 +15,11 @@ MODELS = ("mixture", "gmm")
 # defaults (Config.to_dict(compact=True)), so the default run writes the very bytes it wrote
 # before they existed; Config.from_dict fills them back in.
 EXTENSIONS = ("model", "labeled_per_batch", "warmup_epochs", "anneal_epochs", "aug_rotate",
-              "aug_scale", "aug_shift", "encoder", "decoder", "conv_channels")
+              "aug_scale", "aug_shift", "encoder", "decoder", "conv_channels", "w_cons",
+              "cons_threshold", "cons_temperature", "strong_rotate", "strong_scale",
+              "strong_shift", "strong_cutout", "lr_decay")
 NETS = ("dense", "conv")          # Config.encoder and Config.decoder
+LR_DECAYS = ("none", "cosine")    # Config.lr_decay
 
 
 class ConfigError(ValueError):
@@ -62,8 +66,17 @@ class Config:
     aug_rotate: float = 0.0           # random affine augmentation of training batches:
     aug_scale: float = 0.0            #   rotation up to +-deg, scale 1 +- s, shift up to +-px,
     aug_shift: float = 0.0            #   drawn per image and step (0: no augmentation)
+    w_cons: float = 0.0               # consistency (docs/math.md, section 17): q(c|x) of a strong
+                                      # view of each unlabeled image against the image's own
+    cons_threshold: float = 0.95      # only targets whose largest probability reaches this count
+    cons_temperature: float = 0.0     # sharpening of the target (0: its argmax, as FixMatch)
+    strong_rotate: float = 30.0       # the strong view: rotation up to +-deg, scale 1 +- s,
+    strong_scale: float = 0.2         #   shift up to +-px, then a square of this side set to 0
+    strong_shift: float = 4.0         #   at a random place (cutout; 0: none)
+    strong_cutout: int = 12
     # --- optimiser (spec section 4) ---
     lr: float = 1e-3
+    lr_decay: str = "none"            # "cosine": lr x (1 + cos(pi (epoch - 1) / epochs)) / 2
     beta1: float = 0.9
     beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -124,6 +137,7 @@ class Config:
         need(0.0 < self.val_fraction < 1.0, "val_fraction", "it must lie strictly between 0 and 1")
         need(0.0 <= self.dropout < 1.0, "dropout", "it must lie in [0, 1)")
         need(self.lr > 0, "lr", "the learning rate must be > 0")
+        need(self.lr_decay in LR_DECAYS, "lr_decay", f"use one of {', '.join(LR_DECAYS)}")
         need(0.0 <= self.beta1 < 1.0, "beta1", "it must lie in [0, 1)")
         need(0.0 <= self.beta2 < 1.0, "beta2", "it must lie in [0, 1)")
         need(self.adam_eps > 0, "adam_eps", "it must be > 0")
@@ -138,6 +152,7 @@ class Config:
         need(0.0 <= self.aug_rotate <= 180.0, "aug_rotate", "give degrees in [0, 180]")
         need(0.0 <= self.aug_scale < 1.0, "aug_scale", "it must lie in [0, 1)")
         need(0.0 <= self.aug_shift <= 14.0, "aug_shift", "give pixels in [0, 14]")
+        self._check_consistency(need)
         need(self.patience >= 1, "patience", "it must be at least 1")
         need(self.dtype in ("float32", "float64"), "dtype", "use float32 or float64")
         need(self.dirichlet_alpha > 0, "dirichlet_alpha", "it must be > 0")
@@ -147,6 +162,24 @@ class Config:
         need(self.name.strip() != "" and not set(self.name) & set("/\\\0"), "name",
              "it names the run folder: give a non-empty name without '/', '\\' or NUL")
         return self
+
+    def _check_consistency(self, need) -> None:
+        """The consistency term (npvae/core/gmm.py): model gmm only, a probability threshold,
+        a temperature >= 0 and a strong view whose warp and cutout fit the image."""
+        need(self.w_cons >= 0, "w_cons", "it must be >= 0 (0: no consistency term)")
+        need(self.w_cons == 0 or self.model == "gmm", "w_cons",
+             "the consistency term acts on model gmm's q(c|x) (--model gmm); leave it at 0 "
+             "for the seed's model")
+        need(0.0 <= self.cons_threshold <= 1.0, "cons_threshold", "it must lie in [0, 1]")
+        need(self.cons_temperature >= 0, "cons_temperature", "it must be >= 0 (0: argmax)")
+        need(0.0 <= self.strong_rotate <= 180.0, "strong_rotate", "give degrees in [0, 180]")
+        need(0.0 <= self.strong_scale < 1.0, "strong_scale", "it must lie in [0, 1)")
+        need(0.0 <= self.strong_shift <= 14.0, "strong_shift", "give pixels in [0, 14]")
+        side = round(self.input_dim ** 0.5)
+        need(self.w_cons == 0 or side * side == self.input_dim, "w_cons",
+             f"the strong view warps square images, and {self.input_dim} pixels are not a square")
+        need(self.strong_cutout >= 0 and (self.w_cons == 0 or self.strong_cutout < side),
+             "strong_cutout", f"give a side in pixels from 0 to less than the image's ({side})")
 
     def _check_conv(self, need) -> None:
         """The convolutional encoder / decoder (npvae/core/convnet.py): model gmm only, on
@@ -198,6 +231,14 @@ class Config:
     def augments(self) -> bool:
         """Are training batches randomly warped (aug_rotate, aug_scale, aug_shift)?"""
         return bool(self.aug_rotate or self.aug_scale or self.aug_shift)
+
+    def lr_scale(self, epoch: int) -> float:
+        """The learning rate's factor in epoch 1, 2, ...: 1 throughout ("none"), or a half
+        cosine from 1 in epoch 1 toward 0 after the last epoch ("cosine", as in SGDR and
+        FixMatch: long steps while the classes form, small ones to settle them)."""
+        if self.lr_decay == "none":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / max(self.epochs, 1)))
 
     def kl_scale(self, epoch: int) -> float:
         """The staged schedule's factor on the KL terms in epoch 1, 2, ...: 0 during the

@@ -1,4 +1,4 @@
-"""Consistency between two views of an image, and the mean teacher (docs/math.md, section 16).
+"""Consistency between two views of an image, and the mean teacher (docs/math.md, section 17).
 
 Semi-supervised learning with few labels gains most from one assumption: a small change of an
 image that a person would call "the same digit" should not change the model's answer. Two

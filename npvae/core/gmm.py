@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import consistency as C
 from . import convnet
 from . import layers as L
 from .blocks import Outputs, mlp_backward, mlp_forward
@@ -164,9 +165,20 @@ def rows_backward_encoder(dmu, dlv, dz, cache, g: Params) -> None:
         dmu, dlv = dmu + dmu_z, dlv + dlv_z
     else:
         dmu = dmu + dz                                                      # (B, d)
-    dh_mu, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)  # (B, H[-1])
-    dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)  # (B, H[-1])
-    dx = mlp_backward(dh_mu + dh_lv, c_trunk, g, "enc")    # (B, D), or (B, Ch s s) after conv
+    encoder_backward(dmu, dlv, (c_conv, c_trunk, c_mu, c_lv), g)
+
+
+def encoder_backward(dmu, dlv, cache, g: Params) -> None:
+    """dmu, dlv (B, d) -> the heads, the trunk [and the conv layers]: written into g.
+    dlv None: the loss does not depend on lv (its head's gradients are 0)."""
+    c_conv, c_trunk, c_mu, c_lv = cache
+    dh, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)  # (B, H[-1])
+    if dlv is None:
+        g["enc_lv.W"][...], g["enc_lv.b"][...] = 0.0, 0.0
+    else:
+        dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)
+        dh = dh + dh_lv                                                     # (B, H[-1])
+    dx = mlp_backward(dh, c_trunk, g, "enc", input_grad=c_conv is not None)  # (B, Ch s s)
     if c_conv is not None:
         convnet.encoder_backward(dx, c_conv, g)                             # (B, D), unused
 
@@ -193,3 +205,55 @@ def backward(p: Params, cache, cfg: Config) -> Params:
     dmu, dlv, dz_lat = latent_backward(c_lat, g, cfg)
     rows_backward_encoder(dmu, dlv, dz + dz_lat, c_rows, g)
     return g
+
+
+# ------------------------------------------------------- consistency (docs/math.md, section 17)
+def class_log_posterior(p: Params, x, cfg: Config, **ops):
+    """log q(c|x) in eval mode (z = mu), the classifier that predictions use: x (B, D) ->
+    (B, K). The consistency term's target comes from here, as a constant."""
+    mu, _, _ = encoder_forward(p, x, cfg, **ops)
+    return responsibilities_forward(p, mu)[2]
+
+
+def consistency_forward(p: Params, lq_target, x_strong, cfg: Config, n: int | None = None,
+                        **ops):
+    """w_cons times the consistency term on the strong views x_strong (B, D) of B images whose
+    eval-mode log q(c|x) is lq_target (B, K) (a constant, from class_log_posterior):
+
+        L_cons = w_cons/n sum_i m_i KL(sharpen(q_i, T) || q(c|x_strong_i)),  z = mu
+
+    n: the rows the mean is over (B unless the rows are split between threads).
+    Returns (L_cons, the number of confident rows m_i = 1, cache)."""
+    mu, _, c_enc = encoder_forward(p, x_strong, cfg, **ops)
+    loss, confident, c_lat = consistency_latent_forward(p, lq_target, mu, cfg, n)
+    return loss, confident, (c_enc, c_lat)
+
+
+def consistency_backward(cache, g: Params) -> None:
+    """Reverse of consistency_forward: the gradients of every parameter the strong view's
+    q(c|x) depends on (encoder, prior) written into g; the decoder's stay as g has them."""
+    c_enc, c_lat = cache
+    dmu = consistency_latent_backward(c_lat, g)                             # (B, d)
+    encoder_backward(dmu, None, c_enc, g)                                   # z = mu: no lv
+
+
+def consistency_latent_forward(p: Params, lq_target, mu, cfg: Config, n: int | None = None):
+    """The term from the strong views' codes mu (B, d) on: q(c|x_strong) = p(c|mu) and the
+    masked KL (npvae/core/consistency.py), times w_cons B / n. -> (L_cons, confident, cache)."""
+    B = mu.shape[0]
+    _, _, lq, c_resp = responsibilities_forward(p, mu)
+    kl, c_cons = C.consistency_forward(lq_target, lq, cfg.cons_threshold,
+                                       cfg.cons_temperature)               # mean over B rows
+    scale = cfg.w_cons * B / (n or B)
+    return scale * kl, int(c_cons[1].sum()), (scale, c_resp, c_cons)
+
+
+def consistency_latent_backward(cache, g: Params):
+    """Reverse of consistency_latent_forward: the prior's gradients written into g; returns
+    dmu (B, d)."""
+    scale, (c_lpi, c_pdf, c_lq), c_cons = cache
+    dlq = C.consistency_backward(scale, c_cons)                             # (B, K)
+    ds = L.log_softmax_backward(dlq, c_lq)                                  # s = lpi + log N
+    dmu, g["prior_mu"][...], g["prior_lv"][...] = L.gauss_logpdf_mix_backward(ds, c_pdf)
+    g["pi_logits"][...] = L.log_softmax_backward(ds.sum(axis=0), c_lpi)
+    return dmu

@@ -20,11 +20,15 @@ class Noise:
     aug: np.ndarray | None = None    # (B, 4) uniform in [-1, 1): rotation, scale, shift x, y
                                      # of each image's augmentation (npvae/engine/augment.py), or
                                      # None
+    strong: np.ndarray | None = None  # (B, 6) uniform in [-1, 1): the consistency term's strong
+                                     # view (rotation, scale, shift x, y, cutout centre y, x;
+                                     # npvae/engine/augment.py:strong_view), or None
 
 
 def draw_noise(cfg: Config, batch_size: int, rng: np.random.Generator) -> Noise:
     """Draw eps ~ N(0, I), the dropout keep-masks (keep probability 1 - dropout; model gmm has
-    no classifier MLP, so none) and, when the config augments, the augmentation draws."""
+    no classifier MLP, so none), when the config augments, the augmentation draws, and with
+    the consistency term (w_cons > 0), the strong view's draws."""
     dtype = np.dtype(cfg.dtype)
     eps = rng.standard_normal((batch_size, cfg.latent_dim)).astype(dtype)
     keep = 1.0 - cfg.dropout
@@ -32,4 +36,6 @@ def draw_noise(cfg: Config, batch_size: int, rng: np.random.Generator) -> Noise:
     masks = tuple((rng.random((batch_size, width)) < keep).astype(dtype) / dtype.type(keep)
                   for width in widths)
     aug = rng.uniform(-1.0, 1.0, (batch_size, 4)) if cfg.augments else None
-    return Noise(eps, masks, aug)
+    # drawn last, so runs without the consistency term draw what they always drew
+    strong = rng.uniform(-1.0, 1.0, (batch_size, 6)) if cfg.w_cons > 0 else None
+    return Noise(eps, masks, aug, strong)

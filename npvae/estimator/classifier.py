@@ -25,7 +25,8 @@ values are refused, as are NaN and inf. scaling="minmax" (for data that is not p
 scikit-learn's 8x8 digits with values 0..16): fit learns the smallest and largest value of X
 (data_min_, data_max_) and maps X linearly onto [0, 1]; new data is mapped the same way and
 clipped to [0, 1].
-Augmentation (aug_*) warps 28 x 28 images and needs D = 784.
+Augmentation (aug_*) and the consistency term's strong view (w_cons > 0) warp 28 x 28 images and
+need D = 784.
 
 Validation: fit holds out val_fraction of the rows (at least one; seeded by random_state, the
 recipe of npvae.training.data.make_splits) for early stopping, as the command line does; their
@@ -66,7 +67,9 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  conv_channels=(32, 64), w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0,
                  dirichlet_alpha=5.0, w_div=-0.05, w_cls=1.0, labeled_per_batch=0,
                  warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0, aug_scale=0.0,
-                 aug_shift=0.0, lr=1e-3, beta1=0.9, beta2=0.999, adam_eps=1e-8,
+                 aug_shift=0.0, w_cons=0.0, cons_threshold=0.95, cons_temperature=0.0,
+                 strong_rotate=30.0, strong_scale=0.2, strong_shift=4.0, strong_cutout=12,
+                 lr=1e-3, lr_decay="none", beta1=0.9, beta2=0.999, adam_eps=1e-8,
                  weight_decay=1e-4, grad_clip=1.0, epochs=50, batch_size=128,
                  eval_batch_size=128, patience=30, dtype="float32", val_fraction=0.1,
                  scaling="pixels", random_state=42, verbose=False):
@@ -101,10 +104,11 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         own.update(seed=seed, num_labeled=0, name="estimator")
         cfg = Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in own.items()})
         cfg.validate()
-        if cfg.augments and n_features != IMAGE_PIXELS:
-            raise ValueError(f"augmentation (aug_rotate, aug_scale, aug_shift) warps 28x28 "
-                             f"images, so X needs {IMAGE_PIXELS} columns, not {n_features}; "
-                             f"set the aug_* settings to 0 for other data.")
+        if (cfg.augments or cfg.w_cons) and n_features != IMAGE_PIXELS:
+            raise ValueError(f"augmentation (aug_rotate, aug_scale, aug_shift) and the "
+                             f"consistency term's strong view warp 28x28 images, so X needs "
+                             f"{IMAGE_PIXELS} columns, not {n_features}; set the aug_* "
+                             f"settings and w_cons to 0 for other data.")
         return cfg
 
     # ------------------------------------------------------------------- inputs

@@ -37,10 +37,12 @@ from npvae.core.noise import draw_noise
 from npvae.core.optim import AdamState, adamw_step
 from npvae.core.params import Layout, Params, init_params
 from npvae.engine.augment import augment
+from npvae.engine.consistency import Consistency
 from npvae.engine.convgmm import ConvGMM
 from npvae.engine.gmm import FastGMM
 from npvae.engine.mixture import FastModel
 from npvae.engine.optim import adamw_step_fast, grad_norm
+from npvae.engine.threads import Team
 
 ALL_TERMS = ("loss",) + TERMS
 
@@ -169,6 +171,10 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     if fast is not None:
         grad = p.zeros_like()
         fast.laps = profile
+    cons = None                                         # the consistency term, if any
+    if cfg.w_cons > 0:
+        cons = Consistency(cfg, fast.team if fast is not None else Team(1),
+                           getattr(fast, "ops", None))
     clock = _Clock(profile)
 
     bar = tqdm(total=cfg.epochs, initial=first_epoch - 1, desc="epochs", unit="ep",
@@ -191,19 +197,21 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
                 clock.lap("batch")
                 loss, g, terms = loss_and_grads(p, xb, ytr[idx], noise, step_cfg)
                 clock.lap("forward+backward")
+                loss += _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock)
                 if not _finite(loss, g.flat) and (diverged := _diagnose(terms, loss, g)):
                     break                               # before the update: p stays good
-                adamw_step(p.flat, g.flat, opt, decay, cfg)
+                adamw_step(p.flat, g.flat, opt, decay, step_cfg)
             else:
                 xb = _batch(xtr, idx, noise, cfg, xbuf, fast.team)
                 clock.lap("batch")
                 loss, terms = fast.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps fwd, bwd
                 clock.lap(None)
+                loss += _consistency(cons, p, xtr, ytr, idx, noise, grad, terms, clock)
                 norm = grad_norm(grad.flat)             # NaN / inf if an entry is
                 if not (math.isfinite(loss) and math.isfinite(norm)) and \
                         (diverged := _diagnose(terms, loss, grad)):
                     break                               # before the update: p stays good
-                adamw_step_fast(p.flat, grad.flat, opt, decay, cfg, norm)
+                adamw_step_fast(p.flat, grad.flat, opt, decay, step_cfg, norm)
             clock.lap("optimizer")
             if should_stop is not None and should_stop():
                 halt = (epoch, s // cfg.batch_size + 1)
@@ -267,10 +275,12 @@ def fast_engine(cfg: Config):
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:
-    """cfg with w_kl and w_klc scaled by the staged schedule's factor for this epoch
-    (cfg itself when the factor is 1, as always in the seed's model)."""
-    scale = cfg.kl_scale(epoch)
-    return cfg if scale == 1.0 else cfg.replace(w_kl=cfg.w_kl * scale, w_klc=cfg.w_klc * scale)
+    """cfg with w_kl and w_klc scaled by the staged schedule's factor for this epoch and lr by
+    the learning-rate decay's (cfg itself when both are 1, as always in the seed's model)."""
+    scale, lr = cfg.kl_scale(epoch), cfg.lr_scale(epoch)
+    if scale == 1.0 and lr == 1.0:
+        return cfg
+    return cfg.replace(w_kl=cfg.w_kl * scale, w_klc=cfg.w_klc * scale, lr=cfg.lr * lr)
 
 
 def _batch(xtr, idx, noise, cfg: Config, buf, team=None):
@@ -280,6 +290,17 @@ def _batch(xtr, idx, noise, cfg: Config, buf, team=None):
     if noise.aug is not None:
         augment(xb.copy(), noise.aug, cfg, out=xb, team=team)
     return xb
+
+
+def _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock) -> float:
+    """The consistency term of the step's unlabeled images (0 without one): its gradient
+    added to g, its value to terms["cons"] (named if it ever breaks) and returned."""
+    if cons is None:
+        return 0.0
+    rows = ytr[idx] < 0
+    terms["cons"], _ = cons.loss_and_grads(p, xtr[idx[rows]], noise.strong[rows], g)
+    clock.lap("consistency")
+    return terms["cons"]
 
 
 def _state(p, opt, rngs, at, order, best, best_loss, best_epoch, history, seconds):
