@@ -257,3 +257,24 @@ def test_cosine_decay_is_the_learning_rate_of_each_epoch(digits):
     np.testing.assert_array_equal(whole.params.flat, second.params.flat)
     with pytest.raises(ConfigError, match="lr_decay"):
         Config(lr_decay="linear").validate()
+
+
+def test_preset_ssl_cons_is_ssl_plus_the_new_settings():
+    """What its file's comment says: preset ssl's model and training, plus consistency,
+    balanced class use and a longer run; and the ablation files differ from it in one key."""
+    from pathlib import Path
+
+    from npvae.training import presets
+    from npvae.training.tomlfile import read_toml
+
+    ssl, cons = presets.load("ssl"), presets.load("ssl-cons")
+    label = {"name", "description", "tags", "epochs", "patience"}
+    assert {k: v for k, v in ssl.items() if k not in label | {"w_div"}} == \
+        {k: cons[k] for k in ssl if k not in label | {"w_div"}}
+    assert cons["w_cons"] > 0 and cons["w_div"] < 0 and cons["epochs"] > ssl["epochs"]
+    Config.from_dict(cons).validate()
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation"
+    for path in sorted(folder.glob("*.toml")):
+        variant = read_toml(path)
+        changed = {k for k in cons if k not in label and variant[k] != cons[k]}
+        assert len(changed) == 1 and set(variant) == set(cons), (path.name, changed)
