@@ -140,7 +140,8 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
 
     engine: "fast" (default) or "reference" (see the module docstring). profile: a dict that,
     when given, receives the seconds spent per phase (batch, forward, backward, optimizer,
-    evaluation, tracking; forward and backward are split only by the fast engine).
+    evaluation, tracking; forward and backward are split only by the seed model's fast
+    engine, the others record one "forward+backward"; "consistency" when w_cons > 0).
     state: None starts afresh; a TrainState (from an interrupted fit) continues that run.
     should_stop: asked after every step and every evaluation; True stops with a TrainState.
     on_epoch_end: called after every epoch not ending training early, with the TrainState
