@@ -175,8 +175,8 @@ class Config:
         need(0.0 <= self.strong_rotate <= 180.0, "strong_rotate", "give degrees in [0, 180]")
         need(0.0 <= self.strong_scale < 1.0, "strong_scale", "it must lie in [0, 1)")
         need(0.0 <= self.strong_shift <= 14.0, "strong_shift", "give pixels in [0, 14]")
-        side = round(self.input_dim ** 0.5)
-        need(self.w_cons == 0 or side * side == self.input_dim, "w_cons",
+        side = self.image_side or round(self.input_dim ** 0.5)
+        need(self.w_cons == 0 or self.image_side, "w_cons",
              f"the strong view warps square images, and {self.input_dim} pixels are not a square")
         need(self.strong_cutout >= 0 and (self.w_cons == 0 or self.strong_cutout < side),
              "strong_cutout", f"give a side in pixels from 0 to less than the image's ({side})")
@@ -193,8 +193,8 @@ class Config:
         name = "encoder" if self.encoder == "conv" else "decoder"
         need(self.model == "gmm", name, "the convolutional networks are part of model gmm "
              "(--model gmm) for now")
-        side, halvings = round(self.input_dim ** 0.5), 2 ** len(self.conv_channels)
-        need(side * side == self.input_dim and side % halvings == 0, "input_dim",
+        side, halvings = self.image_side, 2 ** len(self.conv_channels)
+        need(side is not None and side % halvings == 0, "input_dim",
              f"a convolutional {name} needs square images whose side is divisible by "
              f"2**len(conv_channels) = {halvings} (e.g. 784 = 28 x 28 with 2 channel entries)")
 
@@ -226,6 +226,12 @@ class Config:
     def convolutional(self) -> bool:
         """Has model gmm a convolutional encoder or decoder (npvae/core/convnet.py)?"""
         return "conv" in (self.encoder, self.decoder)
+
+    @property
+    def image_side(self) -> int | None:
+        """The side of the square images of input_dim pixels (28 for 784), None if not square."""
+        side = round(self.input_dim ** 0.5)
+        return side if side * side == self.input_dim else None
 
     @property
     def augments(self) -> bool:

@@ -67,11 +67,10 @@ def strong_view(x: np.ndarray, u: np.ndarray, cfg: Config, team: Team | None = N
     out = augment(x, u[:, :4], cfg, team=team, strong=True)
     side, c = _side(x), cfg.strong_cutout
     if c:
-        img = out.reshape(-1, side, side)                                   # (B, side, side)
-        top = np.floor((u[:, 4] + 1.0) / 2.0 * side - c / 2.0).astype(int)  # may be < 0
-        left = np.floor((u[:, 5] + 1.0) / 2.0 * side - c / 2.0).astype(int)
-        for i in range(img.shape[0]):
-            img[i, max(top[i], 0):max(top[i] + c, 0), max(left[i], 0):max(left[i] + c, 0)] = 0
+        first = np.floor((u[:, 4:6] + 1.0) / 2.0 * side - c / 2.0)[:, :, None]  # (B, 2, 1)
+        pix = np.arange(side)
+        inside = (pix >= first) & (pix < first + c)             # (B, 2, side): rows, columns
+        out.reshape(-1, side, side)[inside[:, 0, :, None] & inside[:, 1, None, :]] = 0
     return out
 
 

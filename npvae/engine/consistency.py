@@ -28,6 +28,7 @@ from npvae.core.params import Params
 
 from . import kernels
 from .augment import strong_view
+from .mixture import dense_lrelu_rows
 from .threads import Team, blas_one_thread, blas_single_thread, split
 
 kern = kernels.numpy_twins() if numba.config.DISABLE_JIT else kernels
@@ -73,11 +74,7 @@ class Consistency:
 def _trunk_mu(p: Params, x, hs):
     """Eval-mode mu (b, d) of the rows x (b, D) through the dense trunk, its activations
     (after the leaky ReLU) written into the buffers hs, one (b, H_i) per layer."""
-    h = x
-    for i, buf in enumerate(hs):
-        np.matmul(h, p[f"enc{i}.W"], out=buf)
-        kern.bias_lrelu(buf, p[f"enc{i}.b"])                               # lrelu(h W + b)
-        h = buf
+    h = dense_lrelu_rows(x, p, "enc", hs, 0, x.shape[0])                    # lrelu(h W + b)
     return h @ p["enc_mu.W"] + p["enc_mu.b"]
 
 
