@@ -20,8 +20,7 @@ from npvae.core.model import loss_and_grads
 from npvae.core.noise import draw_noise
 from npvae.core.params import Layout, fan_in, init_params
 from npvae.core.sampling import sample_images
-from npvae.engine.convgmm import ConvGMM
-from npvae.engine.gmm import FastGMM
+from npvae.engine.gmm import GMMEngine
 from npvae.training.loop import evaluate_split, fast_engine, fit
 
 from conftest import check_engine, make_batch, numerical_grad, perturb, rel_err
@@ -112,10 +111,10 @@ def test_init_and_weight_decay():
 @pytest.mark.parametrize("encoder,decoder", NETS)
 def test_engine_matches_readable_float64(encoder, decoder, threads):
     cfg, p, x, y, noise = setup(encoder, decoder, rows=7)
-    check_engine(ConvGMM(cfg, threads=threads), p, x, y, noise, cfg, steps=2)
+    check_engine(GMMEngine(cfg, threads=threads), p, x, y, noise, cfg, steps=2)
     small = cfg.replace(eval_batch_size=3)
     tot, usage = evaluate_split(p, x, y, small)
-    tot2, usage2 = ConvGMM(small, threads=threads).evaluate_split(p, x, y)
+    tot2, usage2 = GMMEngine(small, threads=threads).evaluate_split(p, x, y)
     assert max(abs(tot[k] - tot2[k]) for k in tot) < 1e-10 * abs(tot["loss"])
     np.testing.assert_allclose(usage2, usage, rtol=1e-12)
 
@@ -126,7 +125,7 @@ def test_engine_float32_close():
     n32 = type(noise)(noise.eps.astype(np.float32), ())
     loss, g, _ = loss_and_grads(p, x, y, noise, cfg)
     g2 = p32.zeros_like()
-    loss2, _ = ConvGMM(cfg.replace(dtype="float32")).loss_and_grads(
+    loss2, _ = GMMEngine(cfg.replace(dtype="float32")).loss_and_grads(
         p32, x.astype(np.float32), y, n32, g2)
     assert g2.flat.dtype == np.float32
     assert loss2 == pytest.approx(loss, rel=1e-5)
@@ -134,9 +133,13 @@ def test_engine_float32_close():
 
 
 def test_fast_engine_dispatch():
-    assert type(fast_engine(conv_config("conv", "dense"))) is ConvGMM
-    assert type(fast_engine(conv_config("dense", "conv"))) is ConvGMM
-    assert type(fast_engine(conv_config("dense", "dense"))) is FastGMM
+    """One engine runs model gmm, dense or conv, on the fused blocks."""
+    from npvae.engine.blocks import FAST
+    from npvae.engine.mixture import FastModel
+    for enc, dec in (("conv", "dense"), ("dense", "conv"), ("dense", "dense")):
+        engine = fast_engine(conv_config(enc, dec))
+        assert type(engine) is GMMEngine and engine.ops is FAST
+    assert type(fast_engine(Config())) is FastModel
 
 
 # ---------------------------------------------------------------- training runs

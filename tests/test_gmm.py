@@ -16,7 +16,7 @@ from npvae.core import gmm
 from npvae.engine import kernels
 from npvae.engine.augment import affine_matrices, augment
 from npvae.core.config import Config, ConfigError
-from npvae.engine.gmm import FastGMM
+from npvae.engine.gmm import GMMEngine
 from npvae.core.model import evaluate, loss_and_grads, responsibilities
 from npvae.core.noise import draw_noise
 from npvae.core.params import Layout, init_params
@@ -163,7 +163,7 @@ def test_negative_elbo_at_init_is_recon_plus_kls():
 @pytest.mark.parametrize("labels", LABEL_CASES)
 def test_fast_engine_matches_readable_float64(labels, threads):
     cfg, p, x, y, noise = setup(labels)
-    check_engine(FastGMM(cfg, threads=threads), p, x, y, noise, cfg)
+    check_engine(GMMEngine(cfg, threads=threads), p, x, y, noise, cfg)
 
 
 def test_fast_engine_float32_close():
@@ -173,7 +173,7 @@ def test_fast_engine_float32_close():
     n32 = type(noise)(noise.eps.astype(np.float32), ())
     loss, g, _ = loss_and_grads(p, x, y, noise, cfg)
     g2 = p32.zeros_like()
-    loss2, _ = FastGMM(cfg32).loss_and_grads(p32, x.astype(np.float32), y, n32, g2)
+    loss2, _ = GMMEngine(cfg32).loss_and_grads(p32, x.astype(np.float32), y, n32, g2)
     assert loss2 == pytest.approx(loss, rel=1e-5)
     assert rel_err(g.flat, g2.flat) < 1e-4
 

@@ -1,8 +1,10 @@
 """What both models are built from: the names of the loss terms, the record of a forward
-pass's outputs, and the dense trunk (Dense + leaky ReLU [+ dropout] layers) with its backward.
+pass's outputs, the dense trunk (Dense + leaky ReLU [+ dropout] layers) with its backward, and
+`Blocks`, the table of block pairs that an engine may replace by faster ones.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,3 +56,26 @@ def mlp_backward(dh, caches, g, prefix, input_grad: bool = True):
             return None
         dh, g[f"{prefix}{i}.W"][...], g[f"{prefix}{i}.b"][...] = L.linear_backward(dh, c_lin)
     return dh
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The blocks of model gmm (npvae/core/gmm.py) as forward/backward functions. The readable
+    ones are gmm.READABLE; an engine passes a copy with some replaced by fused kernels of the
+    same contract (npvae/engine/blocks.py), so the model's math is written once, here in core.
+
+        mlp_forward(h, p, prefix, n_layers, last_linear) -> (h, cache)   as mlp_forward
+        mlp_backward(dh, cache, g, prefix, input_grad) -> d(input)      may overwrite dh
+        bce_forward(l, x) -> (bce (B,), cache)                          layers.bce_logits_*
+        bce_backward(w (B,), cache) -> dl (B, D)
+        latent_forward, latent_backward                                 gmm.latent_*
+        gather, scatter                                                 conv.im2col, col2im
+    """
+    mlp_forward: Callable
+    mlp_backward: Callable
+    bce_forward: Callable
+    bce_backward: Callable
+    latent_forward: Callable
+    latent_backward: Callable
+    gather: Callable
+    scatter: Callable

@@ -25,6 +25,9 @@ model; the training loop scales w_kl and w_klc by Config.kl_scale(epoch) (warm-u
 The terms keep the seed's names, so histories, reports and the engines treat both models alike.
 Config.encoder / decoder = "conv" put 3x3 stride-2 convolutions before the trunk / transposed
 ones after the decoder MLP (npvae/core/convnet.py); everything between them is unchanged.
+
+Every function that runs a block takes `ops`, a Blocks table (npvae/core/blocks.py): None means
+READABLE, the functions of this file and layers.py; the engine passes fused substitutes.
 """
 from __future__ import annotations
 
@@ -33,40 +36,41 @@ import numpy as np
 from . import consistency as C
 from . import convnet
 from . import layers as L
-from .blocks import Outputs, mlp_backward, mlp_forward
+from .blocks import Blocks, Outputs, mlp_backward, mlp_forward
 from .config import Config
 from .noise import Noise
 from .params import Params
 
 
-def encoder_forward(p: Params, x, cfg: Config, **ops):
+def encoder_forward(p: Params, x, cfg: Config, ops: Blocks | None = None):
     """[The conv layers,] the trunk and the mu / lv heads. x (B, D) -> mu, lv (B, d) and the
-    caches. ops: gather=, scatter= for the conv layers (npvae/core/convnet.py)."""
-    c_conv = None
+    caches."""
+    ops, c_conv = ops or READABLE, None
     if cfg.encoder == "conv":
-        x, c_conv = convnet.encoder_forward(p, x, cfg, **ops)              # (B, Ch s s)
-    h, c_trunk = mlp_forward(x, p, "enc", len(cfg.hidden_dims), last_linear=False)
+        x, c_conv = convnet.encoder_forward(p, x, cfg, gather=ops.gather,
+                                            scatter=ops.scatter)  # (B, Ch s s)
+    h, c_trunk = ops.mlp_forward(x, p, "enc", len(cfg.hidden_dims), False)
     mu, c_mu = L.linear_forward(h, p["enc_mu.W"], p["enc_mu.b"])            # (B, d)
     lv, c_lv = L.linear_forward(h, p["enc_lv.W"], p["enc_lv.b"])            # (B, d)
-    return mu, lv, (c_conv, c_trunk, c_mu, c_lv)
+    return mu, lv, (ops, c_conv, c_trunk, c_mu, c_lv)
 
 
-def decoder_forward(p: Params, z, cfg: Config, **ops):
+def decoder_forward(p: Params, z, cfg: Config, ops: Blocks | None = None):
     """The decoder MLP [and the transposed conv layers]: z (B, d) -> logits (B, D), cache."""
-    conv = cfg.decoder == "conv"
-    l, c_mlp = mlp_forward(z, p, "dec", len(cfg.decoder_dims) + 1, last_linear=not conv)
-    c_conv = None
+    ops, conv, c_conv = ops or READABLE, cfg.decoder == "conv", None
+    l, c_mlp = ops.mlp_forward(z, p, "dec", len(cfg.decoder_dims) + 1, not conv)
     if conv:
-        l, c_conv = convnet.decoder_forward(p, l, cfg, **ops)               # (B, D)
-    return l, (c_mlp, c_conv)
+        l, c_conv = convnet.decoder_forward(p, l, cfg, gather=ops.gather,
+                                            scatter=ops.scatter)  # (B, D)
+    return l, (ops, c_mlp, c_conv)
 
 
 def decoder_backward(dl, cache, g: Params):
     """dl (B, D) -> writes the decoder's gradients into g; returns dz (B, d)."""
-    c_mlp, c_conv = cache
+    ops, c_mlp, c_conv = cache
     if c_conv is not None:
         dl = convnet.decoder_backward(dl, c_conv, g)                        # (B, Ch s s)
-    return mlp_backward(dl, c_mlp, g, "dec")                                # (B, d)
+    return ops.mlp_backward(dl, c_mlp, g, "dec", True)                      # (B, d)
 
 
 def responsibilities_forward(p: Params, z):
@@ -137,86 +141,88 @@ def latent_backward(cache, g: Params, cfg: Config):
     return dmu, dlv, dz
 
 
-def rows_forward(p: Params, x, eps, cfg: Config, **ops):
+def rows_forward(p: Params, x, eps, cfg: Config, ops: Blocks | None = None):
     """The part of a forward pass that is image by image: encoder, z = mu + e^{lv/2} eps
     (z = mu when eps is None), decoder, BCE. x (B, D), eps (B, d) or None ->
     (mu, lv, z (B, d), logits (B, D), bce (B,)) and the cache."""
-    mu, lv, c_enc = encoder_forward(p, x, cfg, **ops)
+    ops = ops or READABLE
+    mu, lv, c_enc = encoder_forward(p, x, cfg, ops)
     z, c_z = (mu, None) if eps is None else L.reparam_forward(mu, lv, eps)
-    l, c_dec = decoder_forward(p, z, cfg, **ops)                            # (B, D)
-    bce, c_bce = L.bce_logits_forward(l, x)                                 # (B,)
-    return (mu, lv, z, l, bce), (c_enc, c_z, c_dec, c_bce)
+    l, c_dec = decoder_forward(p, z, cfg, ops)                              # (B, D)
+    bce, c_bce = ops.bce_forward(l, x)                                      # (B,)
+    return (mu, lv, z, l, bce), (c_enc, c_z, c_dec, (ops, c_bce))
 
 
 def rows_backward_decoder(w, cache, g: Params):
     """The reconstruction sum_i w_i BCE_i -> the decoder (its gradients written into g) ->
     dz (B, d). w (B,)."""
-    _, _, c_dec, c_bce = cache
-    dl = L.bce_logits_backward(w.astype(c_bce[0].dtype), c_bce)            # (B, D)
+    _, _, c_dec, (ops, c_bce) = cache
+    dl = ops.bce_backward(w.astype(c_bce[0].dtype), c_bce)                 # (B, D)
     return decoder_backward(dl, c_dec, g)                                   # (B, d)
 
 
 def rows_backward_encoder(dmu, dlv, dz, cache, g: Params) -> None:
     """The gradients dmu, dlv, dz (B, d) of the loss -> through z = mu + e^{lv/2} eps (z = mu
     in eval mode), the heads, the trunk [and the conv layers]: written into g."""
-    (c_conv, c_trunk, c_mu, c_lv), c_z, _, _ = cache
+    c_enc, c_z, _, _ = cache
     if c_z is not None:
         dmu_z, dlv_z = L.reparam_backward(dz, c_z)                          # (B, d) each
         dmu, dlv = dmu + dmu_z, dlv + dlv_z
     else:
         dmu = dmu + dz                                                      # (B, d)
-    encoder_backward(dmu, dlv, (c_conv, c_trunk, c_mu, c_lv), g)
+    encoder_backward(dmu, dlv, c_enc, g)
 
 
 def encoder_backward(dmu, dlv, cache, g: Params) -> None:
     """dmu, dlv (B, d) -> the heads, the trunk [and the conv layers]: written into g.
     dlv None: the loss does not depend on lv (its head's gradients are 0)."""
-    c_conv, c_trunk, c_mu, c_lv = cache
+    ops, c_conv, c_trunk, c_mu, c_lv = cache
     dh, g["enc_mu.W"][...], g["enc_mu.b"][...] = L.linear_backward(dmu, c_mu)  # (B, H[-1])
     if dlv is None:
         g["enc_lv.W"][...], g["enc_lv.b"][...] = 0.0, 0.0
     else:
         dh_lv, g["enc_lv.W"][...], g["enc_lv.b"][...] = L.linear_backward(dlv, c_lv)
         dh = dh + dh_lv                                                     # (B, H[-1])
-    dx = mlp_backward(dh, c_trunk, g, "enc", input_grad=c_conv is not None)  # (B, Ch s s)
+    dx = ops.mlp_backward(dh, c_trunk, g, "enc", c_conv is not None)        # (B, Ch s s)
     if c_conv is not None:
         convnet.encoder_backward(dx, c_conv, g)                             # (B, D), unused
 
 
-def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None, **ops):
+def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None,
+            ops: Blocks | None = None):
     """Training mode when `noise` is given (sampled z), eval mode otherwise (z = mu).
-    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled; ops: gather=, scatter= for the conv
-    layers. Returns (loss, terms dict of weighted terms, Outputs, cache)."""
-    B = x.shape[0]
+    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
+    Returns (loss, terms dict of weighted terms, Outputs, cache)."""
+    B, ops = x.shape[0], ops or READABLE
     (mu, lv, z, l, bce), c_rows = rows_forward(p, x, None if noise is None else noise.eps,
-                                               cfg, **ops)
-    sums, q, s, pi, c_lat = latent_forward(p, mu, lv, z, y, cfg)
+                                               cfg, ops)
+    sums, q, s, pi, c_lat = ops.latent_forward(p, mu, lv, z, y, cfg)
     terms = {"recon": cfg.w_rec * float(bce.sum()) / B, **{k: v / B for k, v in sums.items()}}
     out = Outputs(q, mu, lv, z, l[:, None, :], s, pi)
-    return sum(terms.values()), terms, out, (B, c_rows, c_lat)
+    return sum(terms.values()), terms, out, (B, ops, c_rows, c_lat)
 
 
 def backward(p: Params, cache, cfg: Config) -> Params:
     """Exact gradient of the total loss with respect to every parameter array."""
-    B, c_rows, c_lat = cache
+    B, ops, c_rows, c_lat = cache
     g = p.zeros_like()
     dz = rows_backward_decoder(np.full(B, cfg.w_rec / B), c_rows, g)       # (B, d)
     # the latent terms -> the prior's parameters, mu, lv and z
-    dmu, dlv, dz_lat = latent_backward(c_lat, g, cfg)
+    dmu, dlv, dz_lat = ops.latent_backward(c_lat, g, cfg)
     rows_backward_encoder(dmu, dlv, dz + dz_lat, c_rows, g)
     return g
 
 
 # ------------------------------------------------------- consistency (docs/math.md, section 17)
-def class_log_posterior(p: Params, x, cfg: Config, **ops):
+def class_log_posterior(p: Params, x, cfg: Config, ops: Blocks | None = None):
     """log q(c|x) in eval mode (z = mu), the classifier that predictions use: x (B, D) ->
     (B, K). The consistency term's target comes from here, as a constant."""
-    mu, _, _ = encoder_forward(p, x, cfg, **ops)
+    mu, _, _ = encoder_forward(p, x, cfg, ops)
     return responsibilities_forward(p, mu)[2]
 
 
 def consistency_forward(p: Params, lq_target, x_strong, cfg: Config, n: int | None = None,
-                        **ops):
+                        ops: Blocks | None = None):
     """w_cons times the consistency term on the strong views x_strong (B, D) of B images whose
     eval-mode log q(c|x) is lq_target (B, K) (a constant, from class_log_posterior):
 
@@ -224,7 +230,7 @@ def consistency_forward(p: Params, lq_target, x_strong, cfg: Config, n: int | No
 
     n: the rows the mean is over (B unless the rows are split between threads).
     Returns (L_cons, the number of confident rows m_i = 1, cache)."""
-    mu, _, c_enc = encoder_forward(p, x_strong, cfg, **ops)
+    mu, _, c_enc = encoder_forward(p, x_strong, cfg, ops)
     loss, confident, c_lat = consistency_latent_forward(p, lq_target, mu, cfg, n)
     return loss, confident, (c_enc, c_lat)
 
@@ -257,3 +263,10 @@ def consistency_latent_backward(cache, g: Params):
     dmu, g["prior_mu"][...], g["prior_lv"][...] = L.gauss_logpdf_mix_backward(ds, c_pdf)
     g["pi_logits"][...] = L.log_softmax_backward(ds.sum(axis=0), c_lpi)
     return dmu
+
+
+# the readable blocks: what every function above runs when it is given no `ops`
+READABLE = Blocks(mlp_forward=mlp_forward, mlp_backward=mlp_backward,
+                  bce_forward=L.bce_logits_forward, bce_backward=L.bce_logits_backward,
+                  latent_forward=latent_forward, latent_backward=latent_backward,
+                  gather=convnet.C.im2col, scatter=convnet.C.col2im)

@@ -1,6 +1,9 @@
-"""The fast path: the same loss and gradient as npvae/core/model.py, computed with preallocated
-buffers, BLAS products written in place (`out=`), the fused kernels of npvae/engine/kernels/, and
-one thread per core.
+"""The seed's model on the engine: the loss and gradient of npvae/core/model.py with
+preallocated buffers, BLAS products written in place (`out=`) and the fused kernels, in an order
+of its own. Its decoder runs every (image, component) pair, K times the rows of model gmm's,
+so it keeps a schedule of its own on the engine (engine.py: threads, timing, partial sums,
+chunked evaluation) rather than model gmm's rows-and-blocks one (gmm.py); the kernels' NumPy
+twins are npvae/core's blocks (kernels.latent_terms_np calls model.latent_terms_forward).
 
 What differs from the readable path (npvae/core/model.py), and why it gives the same numbers:
 
@@ -30,15 +33,13 @@ What differs from the readable path (npvae/core/model.py), and why it gives the 
   Evaluation chunks are independent: each thread takes whole chunks.
 * The classifier runs on the labeled rows only: its loss is a mean over them, so the other
   rows' logits would be computed and thrown away (their gradient is exactly 0).
-  Measured on 2 cores (benchmarks/README.md): training steps within 2-4% of T = 1 with BLAS on
-  both cores and serial kernels, evaluation 5% faster. Numba's own thread pools next to
-  BLAS's were far slower (BLAS's idle threads spin: OpenMP steps took 10x longer).
+Threads of ours beside single-threaded BLAS, not BLAS's threads nor Numba's pools: BLAS's idle
+threads spin and take the cores (the comparison is in benchmarks/README.md).
 """
 from __future__ import annotations
 
 import time
 
-import numba
 import numpy as np
 
 from npvae.core import layers as L
@@ -47,12 +48,12 @@ from npvae.core.config import Config
 from npvae.core.noise import Noise
 from npvae.core.params import Params
 
-from . import kernels
-from .threads import Team, available_cores, blas_single_thread, split
+from .engine import Engine, add_in_order, weights
+from .kernels import ACTIVE as kern
+from .threads import Team, blas_single_thread, split
 
-# The fused kernels; with NUMBA_DISABLE_JIT=1 their NumPy twins (plain-Python kernels would
-# make every fit in the test suite minutes long).
-kern = kernels.numpy_twins() if numba.config.DISABLE_JIT else kernels
+# the weights of the five terms kernels.latent_terms computes, in its order
+TERM_WEIGHTS = ("w_rec", "w_kl", "w_klc", "w_dir", "dirichlet_alpha", "w_div")
 
 
 class Workspace:
@@ -76,21 +77,18 @@ class Workspace:
         self.cls_logits = e(M, cfg.num_classes)
 
 
-class FastModel:
-    """Loss, gradient and evaluation of the model for one config, with reused workspaces."""
+class FastModel(Engine):
+    """Loss, gradient and evaluation of the seed's model for one config, with reused
+    workspaces."""
 
     def __init__(self, cfg: Config, max_batch: int | None = None, threads: int | None = None,
                  train_threads: int | None = None):
         """threads: Python threads for evaluation (default: one per core), each on whole
         chunks with single-threaded BLAS. train_threads (default: threads): the same for a
         training step, its images split between them; 1 runs it on one thread with BLAS on
-        every core. Both are measured in benchmarks/README.md: on 2 cores, one thread and
-        2-thread BLAS make steps ~2% faster but evaluation ~5% slower, and mixing the two
-        is worse than either (BLAS's idle threads spin ~0.1 s after their last product,
-        taking half a core from evaluation's second thread)."""
-        self.cfg, self.dtype = cfg, np.dtype(cfg.dtype)
+        every core (benchmarks/README.md compares the two)."""
+        super().__init__(cfg, threads)
         self.max_batch = M = max_batch or max(cfg.batch_size, cfg.eval_batch_size)
-        self.threads = max(1, threads or available_cores())
         self.train_threads = max(1, train_threads or self.threads)
         T = max(self.threads, self.train_threads)
         self.n = len(cfg.decoder_dims)                       # index of the logits layer
@@ -114,18 +112,7 @@ class FastModel:
                                     start=1)},
                        "dac": np.empty((cfg.K, cfg.decoder_dims[0]), self.dtype)}
                       for _ in range(T)]
-        self.weights = np.array([cfg.w_rec, cfg.w_kl, cfg.w_klc, cfg.w_dir,
-                                 cfg.dirichlet_alpha, cfg.w_div])
         self.team = Team(T)
-        self.laps = None          # a dict to receive forward / backward seconds (profiling)
-        if not numba.config.DISABLE_JIT:
-            kernels.warm_up(self.dtype)   # compile / load now, not inside a timed step
-
-    def _lap(self, name, t0):
-        t = time.perf_counter()
-        if self.laps is not None:
-            self.laps[name] = self.laps.get(name, 0.0) + t - t0
-        return t
 
     # ------------------------------------------------------------ forward pieces
     def _constants(self, p: Params):
@@ -160,21 +147,21 @@ class FastModel:
             h = out
         return h
 
-    def _terms(self, ws: Workspace, B: int, pi, ce: float):
-        """The six weighted terms from the heads of B images, their BCE and the classifier's
-        CE; the first five terms' gradients w.r.t. the heads go to ws.da, dmu, dlv (and the
-        one w.r.t. pi_logits is returned)."""
+    def _terms(self, ws: Workspace, B: int, pi, ce: float, cfg: Config):
+        """The six weighted terms (cfg's weights) from the heads of B images, their BCE and
+        the classifier's CE; the first five terms' gradients w.r.t. the heads go to ws.da,
+        dmu, dlv (and the one w.r.t. pi_logits is returned)."""
         dpi_logits = np.empty_like(pi)
-        five = kern.latent_terms(ws.q[:B], ws.bce[:B * self.cfg.K].reshape(B, -1), ws.mu[:B],
-                                 ws.lv[:B], pi, self.weights, ws.da[:B], ws.dmu[:B], ws.dlv[:B],
-                                 dpi_logits)
-        return dict(zip(TERMS, (*five, self.cfg.w_cls * ce))), dpi_logits
+        five = kern.latent_terms(ws.q[:B], ws.bce[:B * cfg.K].reshape(B, -1), ws.mu[:B],
+                                 ws.lv[:B], pi, weights(cfg, TERM_WEIGHTS), ws.da[:B],
+                                 ws.dmu[:B], ws.dlv[:B], dpi_logits)
+        return dict(zip(TERMS, (*five, cfg.w_cls * ce))), dpi_logits
 
     # ------------------------------------------------------------------ training
     def loss_and_grads(self, p: Params, x, y, noise: Noise, g: Params):
         """Training mode (sampled z, dropout): the loss and its weighted terms; the gradient
         is written into g (every array). model.loss_and_grads with g given, not returned."""
-        cfg, B = self.cfg, x.shape[0]
+        cfg, B = self.train_cfg, x.shape[0]
         if B > self.max_batch:
             raise ValueError(f"batch of {B} images exceeds this FastModel's max_batch "
                              f"{self.max_batch}; build it with max_batch >= {B}.")
@@ -186,7 +173,7 @@ class FastModel:
             done = self.team.run(lambda t, r, bar: self._step(
                 p, x, y, noise, const, n_lab, g, t, *r, bar), rows)
             self._sum_parts(g, len(rows), self.summed_up)
-        self._lap("backward", self._t1)
+        self.lap("backward", self._t1)
         terms = done[0][1]
         terms["cls"] = cfg.w_cls * sum(ce for ce, _ in done)
         return sum(terms.values()), terms
@@ -225,7 +212,7 @@ class FastModel:
         Returns the five terms."""
         pi, hc, c_hc, _ = const
         P, ws = self.cfg.pathway_dim, self.ws[0]
-        terms, dpi_logits = self._terms(ws, B, pi, 0.0)
+        terms, dpi_logits = self._terms(ws, B, pi, 0.0, self.train_cfg)
         self._sum_parts(g, T, self.summed_down)
         dac = self.parts[0]["dac"]
         for t in range(1, T):
@@ -243,11 +230,11 @@ class FastModel:
         backward pass to d(az) and the thread's part of d(ac), the classifier's forward and
         backward to dz (d(CE)/d logits = (softmax - onehot) w_cls / n_lab on labeled rows).
         Returns this thread's share of the classifier's CE (its labeled rows' sum / n_lab)."""
-        cfg, ws, K, n, part = self.cfg, self.ws[0], self.cfg.K, self.n, self.parts[t]
+        cfg, ws, K, n, part = self.train_cfg, self.ws[0], self.cfg.K, self.n, self.parts[t]
         r0, r1 = i0 * K, i1 * K
         da = self._forward_rows(ws, p, x, ac, noise.eps, i0, i1)       # the logits' rows
         if t == 0:                                    # profile: thread 0's forward pass
-            self._t1 = self._lap("forward", self._t0)
+            self._t1 = self.lap("forward", self._t0)
         np.multiply(ws.q[i0:i1].reshape(-1), self.dtype.type(cfg.w_rec / x.shape[0]),
                     out=ws.w[r0:r1])
         kern.bce_grad(da, p[f"dec{n}.b"], x[i0:i1], ws.w[r0:r1], ws.bce[r0:r1], part[f"dec{n}.b"])
@@ -313,10 +300,7 @@ class FastModel:
         """g[name] = the threads' partial sums, added in thread order (only the columns
         `cols` of the last axis, when given)."""
         for name in names:
-            total = g[name][..., cols]
-            np.copyto(total, self.parts[0][name][..., cols])
-            for t in range(1, T):
-                total += self.parts[t][name][..., cols]
+            add_in_order(g[name][..., cols], [self.parts[t][name][..., cols] for t in range(T)])
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, ws: Workspace, p: Params, x, y, const, outputs: bool):
@@ -329,7 +313,8 @@ class FastModel:
         mu = ws.mu[:B]
         rows = slice(None) if outputs else np.flatnonzero(y >= 0)    # the CE's rows suffice
         cls_logits = mlp_forward(mu[rows], p, "cls", self.n_cls, True)[0]
-        terms = self._terms(ws, B, pi, float(L.labeled_ce_forward(cls_logits, y[rows])[0]))[0]
+        terms = self._terms(ws, B, pi, float(L.labeled_ce_forward(cls_logits, y[rows])[0]),
+                            self.cfg)[0]
         terms["loss"] = sum(terms[t] for t in TERMS)
         out = None
         if outputs:
@@ -346,32 +331,11 @@ class FastModel:
         y = np.full(x.shape[0], -1) if y is None else y
         return self._evaluate(self.ws[0], p, x, y, self._constants(p), outputs)  # all-core BLAS
 
-    def evaluate_split(self, p: Params, x, y) -> tuple[dict, np.ndarray]:
-        """train.evaluate_split on the fast path: chunks of eval_batch_size, each chunk's
-        terms weighted by its size / N; and the mean of q(c|x) over the split (K,). Thread t
-        evaluates chunks t, t + T, ...; results are combined in chunk order."""
-        n, bs, T = x.shape[0], self.cfg.eval_batch_size, self.threads
-        starts = list(range(0, n, bs))
-        totals = dict.fromkeys(("loss",) + TERMS, 0.0)
-        usage = np.zeros(self.cfg.K)
-        if n == 0:
-            return totals, np.full(self.cfg.K, np.nan)          # as train.evaluate_split
+    def _eval_constants(self, p: Params):
+        return self._constants(p)
 
-        def run(t, mine, _):
-            return [self._evaluate(self.ws[t], p, x[s:s + bs], y[s:s + bs], const, False)
-                    for s in mine]
-
-        T = min(T, len(starts))
-        with blas_single_thread(T):
-            const = self._constants(p)
-            done = self.team.run(run, [starts[t::T] for t in range(T)])
-        for c, s in enumerate(starts):
-            terms, q_sum, _ = done[c % T][c // T]
-            w = min(bs, n - s) / n
-            for k in totals:
-                totals[k] += w * terms[k]
-            usage += q_sum
-        return totals, usage / n
+    def _eval_chunk(self, t: int, p: Params, x, y, const):
+        return self._evaluate(self.ws[t], p, x, y, const, False)[:2]
 
 
 def dense_lrelu_rows(h, p: Params, prefix: str, bufs, i0: int, i1: int):

@@ -38,8 +38,7 @@ from npvae.core.optim import AdamState, adamw_step
 from npvae.core.params import Layout, Params, init_params
 from npvae.engine.augment import augment
 from npvae.engine.consistency import Consistency
-from npvae.engine.convgmm import ConvGMM
-from npvae.engine.gmm import FastGMM
+from npvae.engine.gmm import GMMEngine
 from npvae.engine.mixture import FastModel
 from npvae.engine.optim import adamw_step_fast, grad_norm
 from npvae.engine.threads import Team
@@ -268,11 +267,9 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
 
 
 def fast_engine(cfg: Config):
-    """The fast engine of cfg's model: FastGMM for model gmm, ConvGMM when it has a conv
-    encoder or decoder, else FastModel."""
-    if cfg.model != "gmm":
-        return FastModel(cfg)
-    return ConvGMM(cfg) if cfg.convolutional else FastGMM(cfg)
+    """The fast engine of cfg's model: GMMEngine for model gmm (dense or conv), else
+    FastModel (the seed's model)."""
+    return GMMEngine(cfg) if cfg.model == "gmm" else FastModel(cfg)
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:

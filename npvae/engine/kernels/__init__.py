@@ -1,34 +1,33 @@
-"""Fused Numba kernels for the fast path (npvae/engine/mixture.py), each beside its plain NumPy
-twin.
+"""Fused Numba kernels, each beside its plain NumPy twin (`<name>_np`).
 
 NumPy makes one pass over memory per operation: `lrelu(a + b)` is two passes, the BCE with its
-gradient about a dozen over the (B*K, D) logits, the decoder's biggest array. Each kernel below
-does one pass, in place where it can. The twins (`<name>_np`) compute the same thing with NumPy
-(the loss-term twin through npvae/core/layers.py itself); tests compare the two in float32 and
-float64.
+gradient about a dozen over the logits. Each kernel below does one pass, in place where it can.
+Each twin computes the same thing with NumPy, through npvae/core itself where core has the block
+(the BCE, the seed model's loss terms, model gmm's latent block); tests compare the two in
+float32 and float64. `ACTIVE` is what the engine calls: the kernels, or with NUMBA_DISABLE_JIT=1
+their twins (the kernels as plain Python loops are correct but far too slow for a training run;
+they are still tested in that mode, at small shapes).
 
-Each kernel is serial and releases the GIL (`nogil`). The matrix products around them already
-use every core through BLAS; Numba's own thread pools (prange) fought BLAS's threads for the two
-cores here (OpenMP: 10x slower steps; workqueue: slower than serial), so none is used.
+Each kernel is serial and releases the GIL (`nogil`): the engine's own threads run them side by
+side, and Numba's thread pools fought BLAS's threads for the cores (benchmarks/README.md).
 
-Rules (npvae/engine/kernels/jit.py): `cache=True`; no `fastmath` flags that assume away NaN or inf
-(only `reassoc`, which lets a row sum be vectorised, and `contract`, which allows fused
-multiply-adds). Inner loops index a view (a row, a slice) from 0 with `range(len)`: with `a[lo + j]`
-LLVM cannot prove the index non-negative (Numba wraps negative indices) and leaves the loop scalar
-(8x slower). With NUMBA_DISABLE_JIT=1 every kernel is plain Python (slow: tests use small shapes).
+Rules (jit.py): `cache=True`; no `fastmath` flags that assume away NaN or inf (only `reassoc`,
+which lets a row sum be vectorised, and `contract`, which allows fused multiply-adds). Inner
+loops index a view (a row, a slice) from 0 with `range(len)`: with `a[lo + j]` LLVM cannot prove
+the index non-negative (Numba wraps negative indices) and leaves the loop scalar.
 
 The convolutions (conv.py) keep their products in BLAS; only im2col, the gather of every
 kernel tap's pixels into columns, and its adjoint col2im, a scatter-add, are kernels.
 
 Shapes of the dense kernels: R rows (B images, or B*K image-component pairs, row r = i*K + k),
-N features, D pixels.
-`lrelu(a) = max(a, LEAK a)`: its derivative is 1 where the output is > 0, else LEAK, so the
-backward kernels need only the layer's output h, never its input.
+N features, D pixels. `lrelu(a) = max(a, LEAK a)`: its derivative is 1 where the output is > 0,
+else LEAK, so the backward kernels need only the layer's output h, never its input.
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numba
 import numpy as np
 
 from .adamw import adamw, adamw_np, sq_norm, sq_norm_np  # noqa: F401
@@ -47,10 +46,13 @@ NAMES = ("bias_lrelu", "lrelu_grad_bias", "pair_lrelu", "pair_lrelu_grad", "bce_
 
 
 def numpy_twins() -> SimpleNamespace:
-    """The NumPy twins under the kernels' names. npvae/engine/mixture.py uses them when
-    NUMBA_DISABLE_JIT=1: the kernels then run as plain Python loops, correct but far too slow for a
-    training run (the kernels themselves are still tested in that mode, at small shapes)."""
+    """The NumPy twins under the kernels' names."""
     return SimpleNamespace(**{n: globals()[f"{n}_np"] for n in NAMES})
+
+
+# what the engine calls: the kernels, or their twins when Numba's compiler is off
+ACTIVE = numpy_twins() if numba.config.DISABLE_JIT else \
+    SimpleNamespace(**{n: globals()[n] for n in NAMES})
 
 
 def warm_up(dtype) -> None:
