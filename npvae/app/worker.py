@@ -1,6 +1,6 @@
 """One training round in a worker process, so the page never waits.
 
-    start_round(folder, epochs) -> Process   trains `epochs` more epochs on labels.csv
+    start_round(folder, epochs, until) -> Process   trains `epochs` more epochs on labels.csv
     prepare() -> None                        start the fork server (in the background)
     read_progress(folder) -> dict            progress.json ("interrupted" when its process is gone)
     write_outputs(folder, p, cfg, x, y_known, ...)   outputs.npz, the scatter's and queue's input
