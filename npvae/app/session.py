@@ -143,7 +143,8 @@ class Session:
             o = self.outputs
         rng = np.random.default_rng([self.cfg.seed, 24, int((y_known >= 0).sum())])
         cand = candidates(y_known, free)
-        if cand.size > CANDIDATES:          # `typical`: 4-6 s on 60,000 images, ~1 s on 5,000
+        if cand.size > CANDIDATES:          # `typical` on every image of a large set takes
+                                            # seconds a batch (docs/app.md, Speed)
             free[:] = False
             free[rng.choice(cand, CANDIDATES, replace=False)] = True
         idx = STRATEGIES[self.strategy](o["probs"], o["q"], y_known, free, self.batch, rng,
@@ -175,7 +176,7 @@ class Session:
     def _prefetch(self) -> None:
         """(With the lock held.) When half the queue is used up, start choosing the batch
         after it in a thread, the images still in the queue counting as taken: the page then
-        need not wait for the strategy (about a second for `typical`) at the end of a batch."""
+        need not wait for the strategy at the end of a batch."""
         key = (self.version, self.strategy)
         left = self._labellable(self.queue)
         if 2 * len(left) > self.batch or (self._ahead is not None and self._ahead[0] == key):

@@ -1,13 +1,13 @@
 """One training round in a worker process, so the page never waits.
 
-    start_round(folder, epochs) -> Process   trains `epochs` more epochs on labels.csv
+    start_round(folder, epochs, until) -> Process   trains `epochs` more epochs on labels.csv
     prepare() -> None                        start the fork server (in the background)
     read_progress(folder) -> dict            progress.json ("interrupted" when its process is gone)
     write_outputs(folder, p, cfg, x, y_known, ...)   outputs.npz, the scatter's and queue's input
 
 The round loads config.toml and the data, reads exactly the labels in labels.csv, and
 continues the model where the last round stopped (warm start: checkpoints/app_state.npz holds
-the train.TrainState, so weights, AdamW moments, generator states and the epoch count carry
+the npvae.training.loop.TrainState, so weights, AdamW moments, generator states and the epoch count carry
 over, as in npvae.active); the first round starts from scratch. After every epoch it writes
 the state and progress.json (epoch, loss, held-out accuracy when the data has labels)
 atomically, so a kill -9 of anything loses at most the epoch in progress. It stops after a
@@ -88,8 +88,8 @@ def read_outputs(folder) -> dict | None:
 
 def _context():
     """multiprocessing's forkserver: a clean process (no threads) that has imported this module
-    once forks every round's worker, so a round starts in a tenth of a second instead of the
-    two to three seconds a fresh interpreter takes to import numpy, scipy and scikit-learn."""
+    once forks every round's worker, so a round starts at once instead of importing numpy,
+    scipy and scikit-learn in a fresh interpreter first (docs/app.md, How it is built)."""
     import multiprocessing as mp
 
     if "forkserver" not in mp.get_all_start_methods():     # (Windows): a fresh interpreter

@@ -85,7 +85,8 @@ def _apply_t(W, d):
 def _weight_grad(d, cols, shape):
     """sum over images of d_n cols_n^T: d (B, F, P), cols (B, C kh kw, P) -> shape (F, C, kh, kw).
     W is shared by every image and position, so its gradient sums them. One product per image,
-    then the sum: np.tensordot would first copy d into (F, B P), 2-5x slower here."""
+    then the sum: np.tensordot would first copy d into (F, B P), which measured slower
+    (benchmarks/README.md)."""
     return np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0).reshape(shape)
 
 

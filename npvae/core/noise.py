@@ -36,6 +36,6 @@ def draw_noise(cfg: Config, batch_size: int, rng: np.random.Generator) -> Noise:
     masks = tuple((rng.random((batch_size, width)) < keep).astype(dtype) / dtype.type(keep)
                   for width in widths)
     aug = rng.uniform(-1.0, 1.0, (batch_size, 4)) if cfg.augments else None
-    # drawn last, so runs without the consistency term draw what they always drew
+    # drawn last, so the other draws are the same with or without the consistency term
     strong = rng.uniform(-1.0, 1.0, (batch_size, 6)) if cfg.w_cons > 0 else None
     return Noise(eps, masks, aug, strong)

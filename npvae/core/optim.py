@@ -1,8 +1,8 @@
 """AdamW with global-norm clipping, on the flat parameter buffer (spec section 4).
 
 Because parameters and gradients are single flat arrays, clipping and the update are a
-handful of vector operations; the decay mask (1 on Dense weights, 0 on biases, pi_logits
-and embeddings) is a flat array of the same layout.
+handful of vector operations; the decay mask (1 on Dense weights and conv kernels, 0 on
+biases and the prior's arrays: Layout.decay_mask) is a flat array of the same layout.
 """
 from __future__ import annotations
 

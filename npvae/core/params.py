@@ -104,7 +104,7 @@ class Layout:
         (F, C kh kw) of its im2col product (docs/math.md, section 15), doing for every image
         position what a Dense matrix does for a row, so the same pull towards 0 regularises it
         (as in AdamW's usual setting, every weight but biases and norms); the prior's arrays
-        and the biases stay free. The default config has no kernels: its mask is unchanged."""
+        and the biases stay free. The default config has no kernels, so its mask is the spec's."""
         mask = np.zeros(self.size, dtype=dtype)
         for name, shape, off in zip(self.names, self.shapes, self.offsets):
             if name.endswith(".W"):

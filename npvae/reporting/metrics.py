@@ -120,7 +120,7 @@ def tau_map(q: np.ndarray, y: np.ndarray, num_classes: int, a0: float = 0.1) -> 
     """(K, C) map from components to labels, learned from the labeled rows (y >= 0) only:
     soft counts S[k, c] = sum_i q_ik [y_i = c], tau[k, c] = (S[k, c] + a0) / sum_c' (S[k, c'] + a0).
     p(y|x) = sum_k q(k|x) tau[k, y] predicts a digit from the responsibilities; a component no
-    labeled image uses maps to the uniform distribution (docs/math.md, the successor's tau map)."""
+    labeled image uses maps to the uniform distribution."""
     q = _rows(q)
     rows = np.asarray(y) >= 0
     S = q[rows].T @ np.eye(num_classes)[np.asarray(y)[rows]]            # (K, C)

@@ -51,14 +51,15 @@ EXTRA_ROWS: list[tuple[str, str, str]] = [
     ("Validation", "Validation Accuracy", "val_accuracy"),
     ("Classification", "Classification CE (labeled, plain mean)", "classification_ce_labeled"),
     ("Clustering", "Cluster Accuracy (Hungarian)", "cluster_accuracy"),
-    # labels (issue 10); a dict value gives one row per entry: "Held-out Accuracy: <name>"
+    # what the labels give, and which there were; a dict value gives one row per entry:
+    # "Held-out Accuracy: <name>"
     ("Held-out (extra)", "Held-out Accuracy", "heldout_accuracy"),
     ("Held-out (extra)", "Labeled-only Logistic Regression (pixels)",
      "baseline_logistic_regression"),
     ("Labels (extra)", "Labeled Training Images", "labeled_train_count"),
     ("Labels (extra)", "Classes With Training Labels", "labeled_train_classes"),
     ("Labels (extra)", "Labeled Training Images Per Class", "labeled_train_per_class"),
-    # the official test set (issue 12), only when the data has one
+    # the official test set, only when the data has one
     ("Test", "Test Images", "test_images"),
     ("Test", "Test Accuracy", "test_accuracy"),
     ("Test", "Test NMI", "test_nmi"),

@@ -2,7 +2,7 @@
 
     save_checkpoint(path, params, cfg)   ->  path   (atomic: temp file, then rename)
     load_checkpoint(path)                ->  (params, cfg)
-    save_resume(path, state, cfg, data)  ->  path   an interrupted run: train.TrainState
+    save_resume(path, state, cfg, data)  ->  path   an interrupted run's TrainState
     load_resume(path, cfg, n_train, data) -> TrainState, checked against cfg and the data
     ResumeWriter(path, cfg, data)        the per-epoch resume point, written in the background
 
@@ -79,9 +79,9 @@ def load_checkpoint_full(path) -> tuple[Params, Config, dict]:
 # ------------------------------------------------------------------ resumable checkpoints
 
 def save_resume(path, state, cfg: Config, data: dict | None = None) -> Path:
-    """Write a train.TrainState (an interrupted run) so that load_resume gives it back bit
-    for bit: arrays stay arrays, the rest is JSON (floats round-trip exactly, NaN and inf
-    included). data: the fingerprint of the data trained on, checked by load_resume."""
+    """Write an npvae.training.loop.TrainState (an interrupted run) so that load_resume gives
+    it back bit for bit: arrays stay arrays, the rest is JSON (floats round-trip exactly, NaN
+    and inf included). data: the fingerprint of the data trained on, checked by load_resume."""
     return _save_arrays(path, _resume_arrays(state, cfg, data))
 
 
@@ -107,22 +107,22 @@ def _save_arrays(path, arrays: dict) -> Path:
 
 
 class ResumeWriter:
-    """The resume point written at every epoch end (train.fit's on_epoch_end), so that a
-    kill -9 or a power cut loses at most the epoch in progress.
+    """The resume point written at every epoch end (npvae.training.loop.fit's on_epoch_end),
+    so that a kill -9 or a power cut loses at most the epoch in progress.
 
-    Writing 8 MB and waiting for the disk (fsync) takes ~20 ms here, 4% of an epoch of the
-    default run; so `submit` only copies the state (~3 ms) and a background thread writes
-    it, while training goes on (benchmarks/bench_resume_point.py: ~1% of the fit). Writes happen one
-    at a time and in order: `submit` and `wait` first wait for the previous write and raise its
-    error (a WriteError), so a full disk ends the run at the next epoch end at the latest. Leaving
-    the `with` block waits
-    for the last write (and raises its error unless another exception is on its way)."""
+    Writing it and waiting for the disk (fsync) at the epoch end would hold training up for a
+    noticeable share of an epoch; so `submit` only copies the state and a background thread
+    writes it while training goes on (the costs: benchmarks/README.md, bench_resume_point.py).
+    Writes happen one at a time and in order: `submit` and `wait` first wait for the previous
+    write and raise its error (a WriteError), so a full disk ends the run at the next epoch
+    end at the latest. Leaving the `with` block waits for the last write (and raises its
+    error unless another exception is on its way)."""
 
     def __init__(self, path, cfg: Config, data: dict | None = None):
         self.path, self.cfg, self.data = Path(path), cfg, data
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._copies: dict = {}            # reused: fresh 8 MB would cost ~2000 page faults
+        self._copies: dict = {}            # reused: fresh buffers would cost page faults
 
     def submit(self, state) -> None:
         arrays = _resume_arrays(state, self.cfg, self.data)
@@ -168,7 +168,7 @@ class ResumeWriter:
 
 def _yield_cpu() -> None:
     """Lowest CPU priority for the calling thread (Linux: nice is per thread), so that the
-    ~9 ms of CPU a resume point takes (zip CRC, copying into the page cache) fills the idle
+    CPU time a resume point takes (zip CRC, copying into the page cache) fills the idle
     moments of the training threads instead of taking a core from them."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
@@ -179,7 +179,7 @@ def load_resume(path, cfg: Config, n_train: int, data: dict | None = None):
     """The TrainState saved at `path`, refused with CheckpointError unless it was written for
     exactly `cfg`, a training split of n_train images and (when both fingerprints are known)
     the same data: `data` is npvae.training.data.fingerprint of the data loaded now."""
-    from .loop import TrainState  # here: train imports the numba kernels
+    from .loop import TrainState  # here: loop imports the engine and its numba kernels
 
     params, saved, extra = load_checkpoint_full(path)
     if saved != cfg:

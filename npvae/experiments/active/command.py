@@ -1,4 +1,4 @@
-"""`python -m npvae.active --seed 42 43 44 45 46`: which images to label next (issue 15).
+"""`python -m npvae.active --seed 42 43 44 45 46`: which images to label next.
 
 A simulated annotator (the data set's own labels, revealed only for the images queried) and
 one model per seed: start from --initial labels drawn at random from the training split
@@ -14,7 +14,8 @@ joblib worker processes (--jobs, default one per core), each on cores // jobs th
 in the sweep (npvae/experiments/sweep/command.py).
 
 Settings: every run flag (and --config, --preset); without --preset and --config the ssl
-preset is used (the project's best setting). --seed takes several values.
+preset is used (the semi-supervised model; ssl-cons is more accurate but trains far longer:
+docs/presets.md). --seed takes several values.
 
 Writes, in --out (default results/active_<YYYYmmdd_HHMMSS>/), through
 npvae/experiments/active/report.py: ACTIVE.md (table and curves of held-out accuracy against labels

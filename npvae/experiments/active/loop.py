@@ -1,9 +1,10 @@
 """The active-learning loop: train, score the unlabeled training images, reveal a batch, repeat.
 
     Options                                   initial / batch / budget / epochs / retrain
-    setup(cfg, x, y, splits, initial)         the pool (the training split) and first labels
-    start_model(cfg, x, y_known, splits, opt) the model trained on the first labels
-    run(cfg, x, y_eval, splits, strategy, opt, reveal, y_known, start)   the rounds
+    initial_labels(train, n, seed)            the first labels: n images of the training split
+    pool_mask(n, train)                       the pool: the images a strategy may query
+    train_model(cfg, x, y_known, splits, epochs, start)   a model, from scratch or continued
+    run(cfg, x, y_eval, splits, strategy, opt, reveal, y_known, start, rng)   the rounds
 
 Labels: y_known (N,) holds the labels revealed so far (-1 unknown). Only images of the
 training split are ever queried (`pool`); the held-out (validation) split is scored with the
@@ -15,9 +16,10 @@ True ends the loop after that round's labels are recorded.
 
 Training: the first model trains `init_epochs` epochs on the first labels. Each round then
 continues it for `round_epochs` more (warm start: the parameters, AdamW moments, generator
-states and epoch count carry over through a train.TrainState, so the staged KL schedule does
-not restart), or with `retrain` fits a new model from scratch for `init_epochs` epochs. The
-labeled rows join every batch as the config says (labeled_per_batch), now the grown set.
+states and epoch count carry over through an npvae.training.loop.TrainState, so the staged KL
+schedule does not restart), or with `retrain` fits a new model from scratch for `init_epochs`
+epochs. The labeled rows, the grown set, join every batch as the config says
+(labeled_per_batch).
 """
 from __future__ import annotations
 

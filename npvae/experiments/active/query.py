@@ -1,4 +1,4 @@
-"""Query strategies for active learning: which unlabeled images to label next (issue 15).
+"""Query strategies for active learning: which unlabeled images to label next.
 
 Every strategy is a function with the same signature
 

@@ -1,6 +1,6 @@
 """What `python -m npvae.active` writes: ACTIVE.md, active.csv, curves.png, queries/*.png.
 
-    summary(rows, strategies)      {strategy: {labels: interval over seeds}} (sweep_report.interval)
+    summary(rows, strategies)      {strategy: {labels: interval() over seeds}}
     table_lines(rows, strategies)  Markdown: held-out accuracy per label count and strategy
     goal(rows, strategies)         does the best strategy reach random's accuracy at the
                                    largest label count with at most half the labels?

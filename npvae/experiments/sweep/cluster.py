@@ -8,10 +8,9 @@ workers:
   under the path as given (npvae.training.data.copy_of), so config.toml, run.json and the report
   name the user's path, as in a local sweep; the embedded digits load on each worker;
 * --config files travel as text and are written to the task's temporary folder;
-* a task runs its grid point with npvae.experiments.sweep.worker.run_one (the same call as a local
-sweep's
-  worker process) in a temporary folder of the worker and returns the run's files (bytes
-  by relative path), its log and its result row; the client writes the run folder
+* a task runs its grid point with npvae.experiments.sweep.worker.run_one (the same call as a
+  local sweep's worker process) in a temporary folder of the worker and returns the run's
+  files (bytes by relative path), its log and its result row; the client writes the run folder
   (npvae.experiments.sweep.state.place_run: complete under its final name, or absent).
 
 A worker runs one npvae run at a time (npvae's thread team, $NPVAE_THREADS and the BLAS

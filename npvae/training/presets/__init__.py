@@ -4,7 +4,7 @@ A preset is the TOML file `npvae/training/presets/<NAME>.toml` (a flat table of 
 `--config` file; [sections] are flattened). Its first comment line is its one-line
 description, shown by `--help`:
 
-    # Semi-supervised: labels steer the components (issue 10)
+    # Semi-supervised: labels steer the components
     K = 10
     latent_dim = 10
 
