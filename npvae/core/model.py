@@ -97,38 +97,55 @@ def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None):
 
     # loss terms, each already weighted (spec section 3)
     bce, c_bce = L.bce_logits_forward(l, x[:, None, :])                     # (B, K)
-    klz, c_klz = L.gauss_kl_forward(mu, lv)                                 # (B,)
-    klc, c_klc = L.cat_kl_forward(q, pi)                                    # (B,)
-    dirp, c_dir = L.dirichlet_forward(pi, cfg.dirichlet_alpha)              # scalar
-    usage = q.mean(axis=0)                                                  # (K,) p_hat
-    ent, c_ent = L.entropy_forward(usage)                                   # scalar
+    terms, c_terms = terms_forward(q, bce, mu, lv, pi, cfg)
     ce, c_ce = L.labeled_ce_forward(cls_logits, y)                          # scalar
-    terms = {
-        "recon": cfg.w_rec * float((q * bce).sum()) / B,
-        "kl_z": cfg.w_kl * float(klz.sum()) / B,
-        "kl_c": cfg.w_klc * float(klc.sum()) / B,
-        "dirichlet": cfg.w_dir * float(dirp),
-        "diversity": cfg.w_div * float(ent),
-        "cls": cfg.w_cls * float(ce),
-    }
+    terms["cls"] = cfg.w_cls * float(ce)
     loss = sum(terms.values())
     out = Outputs(q, mu, lv, z, l, cls_logits, pi)
-    cache = (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce)
+    cache = (B, q, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_dec, c_cls, c_bce, c_terms, c_ce)
     return loss, terms, out, cache
 
 
-def backward(p: Params, cache, cfg: Config) -> Params:
-    """Exact gradient of the total loss with respect to every parameter array."""
-    (B, x, q, bce, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_dec, c_cls, c_bce, c_klz, c_klc, c_dir, c_ent, c_ce) = cache
-    g = p.zeros_like()
-    # loss terms -> their inputs
-    dl = L.bce_logits_backward(cfg.w_rec / B * q, c_bce)                    # (B, K, D)
+def terms_forward(q, bce, mu, lv, pi, cfg: Config):
+    """The five weighted terms that act on q, z's Gaussian and pi (spec section 3):
+
+        recon = w_rec/B sum_ik q_ik bce_ik       kl_z = w_kl/B sum_i KL(N(mu_i, e^lv_i) || N(0, I))
+        kl_c  = w_klc/B sum_i KL(q_i || pi)      dirichlet = w_dir Dir(pi; alpha)
+        diversity = w_div H(mean_i q_i)
+
+    q, bce (B, K); mu, lv (B, d); pi (K,). Returns (terms dict, cache)."""
+    B = q.shape[0]
+    klz, c_klz = L.gauss_kl_forward(mu, lv)                                 # (B,)
+    klc, c_klc = L.cat_kl_forward(q, pi)                                    # (B,)
+    dirp, c_dir = L.dirichlet_forward(pi, cfg.dirichlet_alpha)              # scalar
+    ent, c_ent = L.entropy_forward(q.mean(axis=0))                          # H(p_hat)
+    terms = {"recon": cfg.w_rec * float((q * bce).sum()) / B,
+             "kl_z": cfg.w_kl * float(klz.sum()) / B,
+             "kl_c": cfg.w_klc * float(klc.sum()) / B,
+             "dirichlet": cfg.w_dir * float(dirp),
+             "diversity": cfg.w_div * float(ent)}
+    return terms, (B, q, bce, c_klz, c_klc, c_dir, c_ent, cfg)
+
+
+def terms_backward(cache):
+    """Reverse of terms_forward: dq (B, K), dmu, dlv (B, d), dpi (K,). (d/d bce = w_rec/B q.)"""
+    B, q, bce, c_klz, c_klc, c_dir, c_ent, cfg = cache
     dq = cfg.w_rec / B * bce                                                # (B, K)
     dmu, dlv = L.gauss_kl_backward(np.full(B, cfg.w_kl / B, q.dtype), c_klz)
     dq_klc, dpi = L.cat_kl_backward(np.full(B, cfg.w_klc / B, q.dtype), c_klc)
     dq += dq_klc
     dpi += L.dirichlet_backward(cfg.w_dir, c_dir)                           # (K,)
     dq += L.entropy_backward(cfg.w_div, c_ent)[None, :] / B                 # d usage / d q = 1/B
+    return dq, dmu, dlv, dpi
+
+
+def backward(p: Params, cache, cfg: Config) -> Params:
+    """Exact gradient of the total loss with respect to every parameter array."""
+    B, q, c_trunk, c_a, c_q, c_mu, c_lv, c_z, c_pi, c_dec, c_cls, c_bce, c_terms, c_ce = cache
+    g = p.zeros_like()
+    # loss terms -> their inputs
+    dl = L.bce_logits_backward(cfg.w_rec / B * q, c_bce)                    # (B, K, D)
+    dq, dmu, dlv, dpi = terms_backward(c_terms)
     dcls = L.labeled_ce_backward(cfg.w_cls, c_ce)                           # (B, C)
 
     # classifier -> z

@@ -21,8 +21,7 @@ from npvae.core import layers as L
 
 from .engine import weights
 from .kernels import ACTIVE as kern
-
-LATENT_WEIGHTS = ("w_kl", "w_klc", "w_dir", "dirichlet_alpha", "w_div", "w_cls")
+from .kernels.gmm_latent import GMM_LATENT_WEIGHTS
 
 
 def mlp_forward(h, p, prefix: str, n_layers: int, last_linear: bool):
@@ -98,7 +97,7 @@ def _latent(p, mu, lv, z, y, cfg, q, s, grads):
         scratch = np.empty_like(p["prior_mu"])
         grads = (mu[:0],) * 3 + (np.empty_like(p["pi_logits"]), scratch, scratch)
     sums = kern.gmm_latent(mu, lv, z, y, p["pi_logits"], p["prior_mu"], p["prior_lv"],
-                           weights(cfg, LATENT_WEIGHTS), train, q, s, *grads)
+                           weights(cfg, GMM_LATENT_WEIGHTS), train, q, s, *grads)
     return dict(zip(("kl_z", "kl_c", "dirichlet", "diversity", "cls"), map(float, sums)))
 
 

@@ -50,10 +50,8 @@ from npvae.core.params import Params
 
 from .engine import Engine, add_in_order, weights
 from .kernels import ACTIVE as kern
+from .kernels.dense import LATENT_TERMS_WEIGHTS
 from .threads import Team, blas_single_thread, split
-
-# the weights of the five terms kernels.latent_terms computes, in its order
-TERM_WEIGHTS = ("w_rec", "w_kl", "w_klc", "w_dir", "dirichlet_alpha", "w_div")
 
 
 class Workspace:
@@ -153,7 +151,7 @@ class FastModel(Engine):
         dmu, dlv (and the one w.r.t. pi_logits is returned)."""
         dpi_logits = np.empty_like(pi)
         five = kern.latent_terms(ws.q[:B], ws.bce[:B * cfg.K].reshape(B, -1), ws.mu[:B],
-                                 ws.lv[:B], pi, weights(cfg, TERM_WEIGHTS), ws.da[:B],
+                                 ws.lv[:B], pi, weights(cfg, LATENT_TERMS_WEIGHTS), ws.da[:B],
                                  ws.dmu[:B], ws.dlv[:B], dpi_logits)
         return dict(zip(TERMS, (*five, cfg.w_cls * ce))), dpi_logits
 

@@ -254,6 +254,10 @@ def heads_forward_np(a, mu, lv, eps, q, z):
     z[...] = reparam_forward(mu, lv, eps)[0] if eps.shape[0] else mu
 
 
+# latent_terms' weight vector w, by name (engine.weights(cfg, LATENT_TERMS_WEIGHTS))
+LATENT_TERMS_WEIGHTS = ("w_rec", "w_kl", "w_klc", "w_dir", "dirichlet_alpha", "w_div")
+
+
 @njit(**JIT)
 def latent_terms(q, bce, mu, lv, pi, w, da, dmu, dlv, dpi_logits):
     """The five loss terms that act on q, z's Gaussian and pi (spec 3), and their gradients.
@@ -322,20 +326,14 @@ def latent_terms(q, bce, mu, lv, pi, w, da, dmu, dlv, dpi_logits):
 
 
 def latent_terms_np(q, bce, mu, lv, pi, w, da, dmu, dlv, dpi_logits):
-    """The same through the layer pairs of layers.py, as npvae/core/model.py uses them."""
+    """npvae/core/model.py's terms_forward / terms_backward, then the two softmax backwards."""
+    from types import SimpleNamespace
+
     from npvae.core import layers as L
-    w_rec, w_kl, w_klc, w_dir, alpha, w_div = (float(v) for v in w)
-    B = q.shape[0]
-    klz, c_klz = L.gauss_kl_forward(mu, lv)
-    klc, c_klc = L.cat_kl_forward(q, pi)
-    dirp, c_dir = L.dirichlet_forward(pi, alpha)
-    ent, c_ent = L.entropy_forward(q.mean(axis=0))
-    dq = w_rec / B * bce
-    dmu[...], dlv[...] = L.gauss_kl_backward(np.full(B, w_kl / B), c_klz)
-    dq_klc, dpi = L.cat_kl_backward(np.full(B, w_klc / B), c_klc)
-    dq = dq + dq_klc + L.entropy_backward(w_div, c_ent)[None, :] / B
-    dpi = dpi + L.dirichlet_backward(w_dir, c_dir)
+    from npvae.core.model import terms_backward, terms_forward
+    terms, cache = terms_forward(q, bce, mu, lv, pi,
+                                 SimpleNamespace(**dict(zip(LATENT_TERMS_WEIGHTS, map(float, w)))))
+    dq, dmu[...], dlv[...], dpi = terms_backward(cache)
     da[...] = L.softmax_backward(dq, q)
     dpi_logits[...] = L.softmax_backward(dpi, pi)
-    return (w_rec * float((q * bce).sum()) / B, w_kl * float(klz.sum()) / B,
-            w_klc * float(klc.sum()) / B, w_dir * float(dirp), w_div * float(ent))
+    return tuple(terms.values())

@@ -12,7 +12,10 @@ from npvae.core.layers import EPS
 from .jit import JIT
 
 
-# ------------------------------------------ model gmm: the latent block (npvae/core/gmm.py)
+# gmm_latent's weight vector wts, by name (engine.weights(cfg, GMM_LATENT_WEIGHTS))
+GMM_LATENT_WEIGHTS = ("w_kl", "w_klc", "w_dir", "dirichlet_alpha", "w_div", "w_cls")
+
+
 @njit(**JIT)
 def gmm_latent(mu, lv, z, y, rho, m, v, wts, train, q, s, dmu, dlv, dz, drho, dm, dv):
     """gmm.latent_forward (and, when `train`, latent_backward) in two passes over the rows.
@@ -147,8 +150,8 @@ def gmm_latent_np(mu, lv, z, y, rho, m, v, wts, train, q, s, dmu, dlv, dz, drho,
     from npvae.core.params import Layout, Params
     B, d = mu.shape
     K = m.shape[0]
-    cfg = Config(model="gmm", K=K, num_classes=K, latent_dim=d, w_kl=wts[0], w_klc=wts[1],
-                 w_dir=wts[2], dirichlet_alpha=wts[3], w_div=wts[4], w_cls=wts[5])
+    cfg = Config(model="gmm", K=K, num_classes=K, latent_dim=d,
+                 **dict(zip(GMM_LATENT_WEIGHTS, map(float, wts))))
     lay = Layout.from_config(cfg)
     p = Params(lay, np.zeros(lay.size, mu.dtype))
     g = p.zeros_like()
