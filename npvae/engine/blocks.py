@@ -24,14 +24,15 @@ from .kernels import ACTIVE as kern
 from .kernels.gmm_latent import GMM_LATENT_WEIGHTS
 
 
-def mlp_forward(h, p, prefix: str, n_layers: int, last_linear: bool):
+def mlp_forward(h, p, prefix: str, n_layers: int, last_linear: bool, out=None):
     """blocks.mlp_forward without dropout: h <- lrelu(h W + b) per layer (bias and leaky
-    ReLU in one pass; the last layer linear when last_linear). Cache: each layer's input and
-    output, and the weights."""
+    ReLU in one pass; the last layer linear when last_linear). out: one (B, N_i) array per
+    layer to write the outputs into (default: new ones). Cache: each layer's input and output,
+    and the weights."""
     hs, Ws = [h], []
     for i in range(n_layers):
         W, b = p[f"{prefix}{i}.W"], p[f"{prefix}{i}.b"]
-        h = h @ W                                                    # (B, N_i)
+        h = np.matmul(h, W, out=None if out is None else out[i])    # (B, N_i)
         if i < n_layers - 1 or not last_linear:
             kern.bias_lrelu(h, b)
         else:

@@ -3,7 +3,7 @@ preallocated buffers, BLAS products written in place (`out=`) and the fused kern
 of its own. Its decoder runs every (image, component) pair, K times the rows of model gmm's,
 so it keeps a schedule of its own on the engine (engine.py: threads, timing, partial sums,
 chunked evaluation) rather than model gmm's rows-and-blocks one (gmm.py); the kernels' NumPy
-twins are npvae/core's blocks (kernels.latent_terms_np calls model.latent_terms_forward).
+twins are npvae/core's blocks (kernels.latent_terms_np calls model.terms_forward).
 
 What differs from the readable path (npvae/core/model.py), and why it gives the same numbers:
 
@@ -48,6 +48,7 @@ from npvae.core.config import Config
 from npvae.core.noise import Noise
 from npvae.core.params import Params
 
+from . import blocks
 from .engine import Engine, add_in_order, weights
 from .kernels import ACTIVE as kern
 from .kernels.dense import LATENT_TERMS_WEIGHTS
@@ -124,7 +125,8 @@ class FastModel(Engine):
         """Images i0:i1 from pixels to the decoder's last product (bias not yet added), in ws:
         trunk, heads (q, mu, lv, z = mu + e^{lv/2} eps, or mu when eps is None), the z
         pathway hz, and every (image, component) pair. Returns the logits' rows."""
-        h = dense_lrelu_rows(x[i0:i1], p, "enc", ws.enc_h, i0, i1)
+        h = blocks.mlp_forward(x[i0:i1], p, "enc", len(ws.enc_h), False,
+                               [buf[i0:i1] for buf in ws.enc_h])[0]
         a, mu, lv, z = ws.a[i0:i1], ws.mu[i0:i1], ws.lv[i0:i1], ws.z[i0:i1]
         for name, out in (("enc_c", a), ("enc_mu", mu), ("enc_lv", lv)):
             np.matmul(h, p[f"{name}.W"], out=out)
@@ -335,14 +337,3 @@ class FastModel(Engine):
     def _eval_chunk(self, t: int, p: Params, x, y, const):
         return self._evaluate(self.ws[t], p, x, y, const, False)[:2]
 
-
-def dense_lrelu_rows(h, p: Params, prefix: str, bufs, i0: int, i1: int):
-    """Rows i0:i1 through the dense layers prefix0, prefix1, ... (one per buffer), each
-    h <- lrelu(h W + b) written into rows i0:i1 of its buffer (bias and lrelu fused in one
-    kernel pass). h: the input rows. Returns the last layer's rows."""
-    for i, buf in enumerate(bufs):
-        out = buf[i0:i1]
-        np.matmul(h, p[f"{prefix}{i}.W"], out=out)
-        kern.bias_lrelu(out, p[f"{prefix}{i}.b"])
-        h = out
-    return h

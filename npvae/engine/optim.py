@@ -21,8 +21,8 @@ def adamw_step_fast(flat: np.ndarray, grad: np.ndarray, state: AdamState,
                     decay_mask: np.ndarray, cfg: Config, norm: float | None = None) -> float:
     """optim.adamw_step with the fused kernels: the same update and state (the gradient buffer
     is left unclipped). `norm`: ||grad|| if already known (grad_norm). Returns the gradient's
-    norm before clipping. One thread: splitting this memory-bound pass over two cores was
-    slower (0.34 ms against 0.28) once the hand-over is paid."""
+    norm before clipping. One thread: this pass is memory-bound, and splitting it over two
+    cores was slower once the hand-over is paid (benchmarks/README.md)."""
     state.t += 1
     if norm is None:
         norm = grad_norm(grad)
