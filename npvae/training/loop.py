@@ -79,8 +79,9 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     xtr, ytr = x[train_idx].astype(dtype), y_visible[train_idx]
     xva, yva = x[val_idx].astype(dtype), y_visible[val_idx]
     n, steps = xtr.shape[0], -(-xtr.shape[0] // cfg.batch_size)  # the last partial batch too
+    # run: the position, weights, optimiser state, best weights and history, updated in place
     run = new_state(cfg, rngs) if state is None else restore(state, cfg, rngs, n)
-    p, opt = run.params, run.opt                        # live: updated in place
+    p, opt = run.params, run.opt
     grad, decay = p.zeros_like(), p.layout.decay_mask(dtype)
     model = make_engine(engine, cfg, profile)
     cons = Consistency(cfg, model.team, getattr(model, "ops", None)) if cfg.w_cons > 0 else None
@@ -144,8 +145,8 @@ def fast_engine(cfg: Config):
 
 def make_engine(engine: str, cfg: Config, profile: dict | None = None):
     """The object computing steps and evaluations: loss_and_grads(p, x, y, noise, g) ->
-    (loss, terms), evaluate_split(p, x, y) -> (terms, usage), team; its laps receive the
-    forward / backward seconds of profile."""
+    (loss, terms), evaluate_split(p, x, y) -> (terms, usage (K,)) and the threads `team`;
+    profile (a dict, or None) receives its forward / backward seconds."""
     model = fast_engine(cfg) if engine == "fast" else ReferenceEngine(cfg)
     model.laps = profile
     return model
