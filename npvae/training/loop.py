@@ -1,23 +1,25 @@
 """The training loop (spec sections 4-5): shuffled mini-batches, clipped AdamW, and after every
 epoch an eval-mode pass over the training and the validation split.
 
+Every step, for every model and engine: draw the batch (its rows, then its noise), the engine's
+loss and gradient, the consistency term's gradient added (when w_cons > 0), a finiteness check,
+then the optimiser update. The engine is "fast" (the default: fast_engine, fused kernels and
+reused buffers) or "reference" (npvae/engine/reference.py: the readable layer-by-layer path of
+npvae/core). Both draw the same random numbers in the same order and compute the same loss and
+gradient; their histories agree to float32 rounding (tests/test_fast.py).
+
 Randomness: one seed makes three independent Generators (SeedSequence.spawn): `init` for the
-parameters, `shuffle` for the per-epoch order, `noise` for eps and dropout masks. Same seed,
-same machine: the same run, bit for bit.
+parameters, `shuffle` for the per-epoch order and the labeled rows added to each batch, `noise`
+for eps, dropout masks and augmentation. Same seed, same machine: the same run, bit for bit.
 
 Stopping and resuming: `should_stop()` is asked after every completed step (after the
 optimiser update) and after every epoch's evaluation; when it says yes, fit returns with
-`interrupted=True` and a TrainState (parameters, optimiser moments, generator states, position,
-best weights, history) from which `fit(..., state=...)` continues to exactly the same weights
-as a run that never stopped. A non-finite loss or gradient stops training before that step's
-update is applied (`diverged` names the epoch, step and term). `on_epoch_end(state)` receives
-the TrainState after every epoch that training continues from (npvae/runs/runner.py writes it as the
-resume point, so a kill -9 loses at most one epoch).
-
-Two engines compute the steps and evaluations: "fast" (the default; npvae/engine/mixture.py, fused
-kernels and reused buffers) and "reference" (npvae/core/model.py, the readable layer-by-layer
-path). They draw the same random numbers in the same order and compute the same loss and
-gradient; their histories agree to float32 rounding (tests/test_fast.py).
+`interrupted=True` and a TrainState (npvae/training/state.py) from which `fit(..., state=...)`
+continues to exactly the same weights as a run that never stopped. A non-finite loss or
+gradient stops training before that step's update is applied (`diverged` names the epoch, step
+and term). `on_epoch_end(state)` receives the TrainState after every epoch that training
+continues from (npvae/runs/runner.py writes it as the resume point, so a kill -9 loses at most
+one epoch).
 """
 from __future__ import annotations
 
@@ -25,25 +27,27 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from npvae.core.config import Config
 from npvae.core.layers import softmax_forward
-from npvae.core.model import TERMS, evaluate, loss_and_grads
+from npvae.core.model import TERMS
 from npvae.core.noise import draw_noise
-from npvae.core.optim import AdamState, adamw_step
-from npvae.core.params import Layout, Params, init_params
+from npvae.core.params import Params
 from npvae.engine.augment import augment
 from npvae.engine.consistency import Consistency
 from npvae.engine.gmm import GMMEngine
 from npvae.engine.mixture import FastModel
 from npvae.engine.optim import adamw_step_fast, grad_norm
-from npvae.engine.threads import Team
+from npvae.engine.reference import ALL_TERMS, ReferenceEngine, evaluate_split
+from npvae.training.state import FitResult, TrainState, new_state, restore, snapshot
 
-ALL_TERMS = ("loss",) + TERMS
+__all__ = ["ENGINES", "FitResult", "TrainState", "evaluate_split", "fast_engine", "fit",
+           "make_rngs"]
+
+ENGINES = ("fast", "reference")
 
 
 def make_rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -51,83 +55,6 @@ def make_rngs(seed: int) -> dict[str, np.random.Generator]:
     init, shuffle, noise = np.random.SeedSequence(seed).spawn(3)
     return {"init": np.random.default_rng(init), "shuffle": np.random.default_rng(shuffle),
             "noise": np.random.default_rng(noise)}
-
-
-def evaluate_split(p: Params, x, y, cfg: Config) -> tuple[dict, np.ndarray]:
-    """Eval-mode terms over a split in chunks of eval_batch_size, each averaged with weight
-    chunk size / N (spec section 5); also the mean responsibilities q(c|x) over the split (K,)."""
-    n, bs = x.shape[0], cfg.eval_batch_size
-    totals = dict.fromkeys(ALL_TERMS, 0.0)
-    usage = np.zeros(cfg.K)
-    for s in range(0, n, bs):
-        out, terms = evaluate(p, x[s:s + bs], cfg, y[s:s + bs])
-        w = out.q.shape[0] / n
-        for k in ALL_TERMS:
-            totals[k] += w * terms[k]
-        usage += out.q.sum(axis=0)
-    return totals, usage / n
-
-
-@dataclass
-class FitResult:
-    params: Params                      # final weights (the report uses these)
-    best_params: Params                 # weights at the lowest validation loss
-    history: dict                       # epoch, train_<term>, val_<term>, pi (E,K), usage (E,K)
-    epochs_completed: int
-    fit_seconds: float                  # steps + per-epoch evaluations + tracking
-    best_epoch: int = 0
-    stopped: str = ""                   # why training ended before `epochs`, or ""
-    opt_state: AdamState | None = field(default=None, repr=False)
-    diverged: str = ""                  # the divergence that stopped training, or ""
-    interrupted: bool = False           # should_stop() said yes; `state` resumes the run
-    state: "TrainState | None" = field(default=None, repr=False)
-
-
-@dataclass
-class TrainState:
-    """Everything fit needs to continue a run exactly where it stopped (saved by
-    checkpoint.save_resume as checkpoints/resume.npz).
-
-    Position: `epoch` is the epoch in progress and `step` the number of its steps already
-    taken (1..steps per epoch; all of them means its evaluation has not run yet). step 0 means
-    the epoch has not started: `order` is then None and the restored shuffle generator draws
-    it; otherwise `order` is that epoch's shuffled order of the training split."""
-    params: Params
-    opt: AdamState
-    rng_states: dict                    # generator name -> bit_generator.state (JSON-able)
-    epoch: int
-    step: int
-    order: np.ndarray | None
-    best_params: Params
-    best_loss: float
-    best_epoch: int
-    history: dict
-    fit_seconds: float
-
-    def position_problem(self, n: int, batch_size: int) -> str:
-        """Why this position cannot continue a training split of n images ("" if it can):
-        the step must lie in 0..steps per epoch, and `order` (present exactly when step > 0)
-        must be a permutation of the n training rows."""
-        steps = -(-n // batch_size)
-        if not 0 <= self.step <= steps or (self.step == 0) != (self.order is None):
-            return f"step {self.step} does not fit an epoch of {steps} steps"
-        if self.order is not None and (np.shape(self.order) != (n,) or
-                                       not np.array_equal(np.sort(self.order), np.arange(n))):
-            return (f"its shuffled order of {np.size(self.order)} rows is not a permutation of "
-                    f"the {n} training images (has the data changed?)")
-        return ""
-
-    def where(self, steps_per_epoch: int) -> str:
-        """'epoch E step S' plus what it means at the epoch boundaries."""
-        at = f"epoch {self.epoch} step {self.step}"
-        if self.step == 0:
-            return f"{at} (after epoch {self.epoch - 1} and its evaluation)"
-        if self.step == steps_per_epoch:
-            return f"{at} of {steps_per_epoch} (before that epoch's evaluation)"
-        return f"{at} of {steps_per_epoch}"
-
-
-ENGINES = ("fast", "reference")
 
 
 def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray,
@@ -147,129 +74,85 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     that resumes right after it; its arrays are the live ones (copy what you keep)."""
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r} is not known: use one of {', '.join(ENGINES)}.")
-    dtype = np.dtype(cfg.dtype)
-    rngs = make_rngs(cfg.seed)
-    p = init_params(cfg, rngs["init"])
-    opt = AdamState.zeros(p.flat)
-    decay = p.layout.decay_mask(dtype)
+    dtype, rngs = np.dtype(cfg.dtype), make_rngs(cfg.seed)
     xtr, ytr = x[train_idx].astype(dtype), y_visible[train_idx]
     xva, yva = x[val_idx].astype(dtype), y_visible[val_idx]
-    n = xtr.shape[0]
-    history = {"epoch": [], "pi": [], "usage": [],
-               **{f"{s}_{t}": [] for s in ("train", "val") for t in ALL_TERMS}}
-    best, best_loss, best_epoch, stopped = p.copy(), np.inf, 0, ""
-    first_epoch, first_step, order, seconds = 1, 0, None, 0.0
-    if state is not None:                               # continue exactly where it stopped
-        p, opt, best, history = _restore(state, cfg, rngs, n)
-        best_loss, best_epoch, seconds = state.best_loss, state.best_epoch, state.fit_seconds
-        first_epoch, first_step, order = state.epoch, state.step, state.order
-    diverged, halt = "", None                           # halt: (epoch, step) to resume at
-    fast = fast_engine(cfg) if engine == "fast" else None
-    pool = np.flatnonzero(ytr >= 0)                     # labeled training rows
-    extra = cfg.labeled_per_batch if pool.size else 0   # added to every batch
-    xbuf = np.empty((cfg.batch_size + extra, cfg.input_dim), dtype)
-    if fast is not None:
-        grad = p.zeros_like()
-        fast.laps = profile
-    cons = None                                         # the consistency term, if any
-    if cfg.w_cons > 0:
-        cons = Consistency(cfg, fast.team if fast is not None else Team(1),
-                           getattr(fast, "ops", None))
-    clock = _Clock(profile)
-
-    bar = tqdm(total=cfg.epochs, initial=first_epoch - 1, desc="epochs", unit="ep",
-               disable=not progress, file=sys.stderr) if _is_tty() else None
-    start = time.perf_counter() - seconds               # fit_seconds add up across resumes
-    for epoch in range(first_epoch, cfg.epochs + 1):
+    n, steps = xtr.shape[0], -(-xtr.shape[0] // cfg.batch_size)  # the last partial batch too
+    # run: the position, weights, optimiser state, best weights and history, updated in place
+    run = new_state(cfg, rngs) if state is None else restore(state, cfg, rngs, n)
+    p, opt = run.params, run.opt
+    grad, decay = p.zeros_like(), p.layout.decay_mask(dtype)
+    model = make_engine(engine, cfg, profile)
+    cons = Consistency(cfg, model.team, getattr(model, "ops", None)) if cfg.w_cons > 0 else None
+    batches, update = _Batches(cfg, xtr, ytr, rngs, model.team), _optimiser_step(model)
+    clock, show = _Clock(profile), _Progress(cfg, run.epoch, progress)
+    begun = time.perf_counter() - run.fit_seconds       # fit_seconds add up across resumes
+    diverged = stopped = ""
+    halted = False
+    while run.epoch <= cfg.epochs:
         clock.lap("tracking")                           # the progress line of the last epoch
-        if order is None:                               # (a resumed epoch keeps its order)
-            order = rngs["shuffle"].permutation(n)
-        step_cfg = _scheduled(cfg, epoch)               # the KL weights of this epoch
-        if fast is not None and cfg.model == "gmm":
-            fast.reweight(step_cfg)
-        for s in range(first_step * cfg.batch_size, n, cfg.batch_size):  # last partial kept
-            idx = order[s:s + cfg.batch_size]
-            if extra:                                   # labeled rows, with replacement
-                idx = np.concatenate([idx, rngs["shuffle"].choice(pool, extra)])
-            noise = draw_noise(cfg, idx.size, rngs["noise"])
-            if fast is None:
-                xb = _batch(xtr, idx, noise, cfg, xbuf)
-                clock.lap("batch")
-                loss, g, terms = loss_and_grads(p, xb, ytr[idx], noise, step_cfg)
-                clock.lap("forward+backward")
-                loss += _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock)
-                if not _finite(loss, g.flat) and (diverged := _diagnose(terms, loss, g)):
-                    break                               # before the update: p stays good
-                adamw_step(p.flat, g.flat, opt, decay, step_cfg)
-            else:
-                xb = _batch(xtr, idx, noise, cfg, xbuf, fast.team)
-                clock.lap("batch")
-                loss, terms = fast.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps fwd, bwd
-                clock.lap(None)
-                loss += _consistency(cons, p, xtr, ytr, idx, noise, grad, terms, clock)
-                norm = grad_norm(grad.flat)             # NaN / inf if an entry is
-                if not (math.isfinite(loss) and math.isfinite(norm)) and \
-                        (diverged := _diagnose(terms, loss, grad)):
-                    break                               # before the update: p stays good
-                adamw_step_fast(p.flat, grad.flat, opt, decay, step_cfg, norm)
+        if run.order is None:                           # (a resumed epoch keeps its order)
+            run.order = rngs["shuffle"].permutation(n)
+        step_cfg = _scheduled(cfg, run.epoch)           # this epoch's KL weights and lr
+        _reweight(model, step_cfg)
+        while run.step < steps:
+            idx, noise, xb = batches.draw(run.order, run.step)
+            clock.lap("batch")
+            loss, terms = model.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps its phases
+            clock.lap(None)
+            loss += _consistency(cons, p, xtr, ytr, idx, noise, grad, terms, clock)
+            norm = grad_norm(grad.flat)                 # NaN / inf if an entry is
+            if diverged := _step_divergence(terms, loss, norm, grad, run, steps):
+                break                                   # before the update: p stays good
+            update(p.flat, grad.flat, opt, decay, step_cfg, norm)
+            run.step += 1
             clock.lap("optimizer")
-            if should_stop is not None and should_stop():
-                halt = (epoch, s // cfg.batch_size + 1)
+            if halted := _asked(should_stop):
                 break
-        if diverged:
-            steps = -(-n // cfg.batch_size)
-            diverged = (f"diverged at epoch {epoch} step {s // cfg.batch_size + 1} of {steps} "
-                        f"(optimiser step {opt.t + 1}): {diverged}; the parameters from before "
-                        f"that step are kept")
-        if diverged or halt:
+        if diverged or halted:
             break
-        if fast is None:
-            tr, usage = evaluate_split(p, xtr, ytr, cfg)
-            va, _ = evaluate_split(p, xva, yva, cfg)
-        else:
-            tr, usage = fast.evaluate_split(p, xtr, ytr)
-            va, _ = fast.evaluate_split(p, xva, yva)
+        tr, usage = model.evaluate_split(p, xtr, ytr)
+        va, _ = model.evaluate_split(p, xva, yva)
         clock.lap("evaluation")
-        _record(history, epoch, tr, va, p, usage)
-        if not (math.isfinite(tr["loss"]) and math.isfinite(va["loss"])):
-            diverged = (f"diverged at epoch {epoch}: its evaluation gave non-finite weighted "
-                        f"terms ({_nonfinite_terms(tr, va)}); the parameters after its last "
-                        f"step are kept")
+        _record(run.history, run.epoch, tr, va, p, usage)
+        if diverged := _evaluation_divergence(run.epoch, tr, va):
             break
-        if va["loss"] < best_loss:
-            best, best_loss, best_epoch = p.copy(), va["loss"], epoch
-        line = (f"epoch {epoch}/{cfg.epochs}  loss {tr['loss']:.3f}  recon {tr['recon']:.3f}  "
-                f"kl_z {tr['kl_z']:.3f}  val_loss {va['loss']:.3f}")
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{tr['loss']:.2f}", val=f"{va['loss']:.2f}")
-        elif progress:
-            print(line, file=sys.stderr, flush=True)
+        _keep_best(run, va["loss"])
+        show.epoch(run.epoch, tr, va)
         clock.lap("tracking")
-        if epoch - best_epoch >= cfg.patience:
-            stopped = f"early stopping: no validation improvement for {cfg.patience} epochs"
+        if stopped := _early_stop(cfg, run):
             break
-        order, first_step = None, 0
+        run.epoch, run.step, run.order = run.epoch + 1, 0, None
         if on_epoch_end is not None:                    # a resume point after every epoch
-            on_epoch_end(_state(p, opt, rngs, (epoch + 1, 0), None, best, best_loss, best_epoch,
-                                history, time.perf_counter() - start))
-        if should_stop is not None and should_stop():   # between epochs: resume at step 0
-            halt = (epoch + 1, 0)
+            on_epoch_end(snapshot(run, rngs, time.perf_counter() - begun))
+        if halted := _asked(should_stop):               # between epochs: resume at step 0
             break
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - start
-    paused = None
-    if halt is not None:
-        paused = _state(p, opt, rngs, halt, order, best, best_loss, best_epoch, history, seconds)
-    return FitResult(p, best, history, len(history["epoch"]), seconds, best_epoch, stopped,
-                     opt, diverged, halt is not None, paused)
+    show.close()
+    seconds = time.perf_counter() - begun
+    return FitResult(p, run.best_params, run.history, len(run.history["epoch"]), seconds,
+                     run.best_epoch, stopped, opt, diverged, halted,
+                     snapshot(run, rngs, seconds) if halted else None)
 
 
 def fast_engine(cfg: Config):
     """The fast engine of cfg's model: GMMEngine for model gmm (dense or conv), else
     FastModel (the seed's model)."""
     return GMMEngine(cfg) if cfg.model == "gmm" else FastModel(cfg)
+
+
+def make_engine(engine: str, cfg: Config, profile: dict | None = None):
+    """The object computing steps and evaluations: loss_and_grads(p, x, y, noise, g) ->
+    (loss, terms), evaluate_split(p, x, y) -> (terms, usage (K,)) and the threads `team`;
+    profile (a dict, or None) receives its forward / backward seconds."""
+    model = fast_engine(cfg) if engine == "fast" else ReferenceEngine(cfg)
+    model.laps = profile
+    return model
+
+
+def _optimiser_step(model):
+    """The engine's clipped AdamW update(flat, grad, opt, decay, cfg, norm): the reference
+    engine's readable one, else the fused kernel pass (the same update)."""
+    return getattr(model, "adamw_step", adamw_step_fast)
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:
@@ -281,13 +164,35 @@ def _scheduled(cfg: Config, epoch: int) -> Config:
     return cfg.replace(w_kl=cfg.w_kl * scale, w_klc=cfg.w_klc * scale, lr=cfg.lr * lr)
 
 
-def _batch(xtr, idx, noise, cfg: Config, buf, team=None):
-    """The step's images x[idx] in buf, warped by the step's augmentation draws if any (on
-    the fast engine's threads when given)."""
-    xb = np.take(xtr, idx, axis=0, out=buf[:idx.size])
-    if noise.aug is not None:
-        augment(xb.copy(), noise.aug, cfg, out=xb, team=team)
-    return xb
+def _reweight(model, step_cfg: Config) -> None:
+    """Training steps use this epoch's loss weights (evaluation keeps the full ones). An engine
+    without reweight is the seed model's, whose loss weights the schedule never changes."""
+    if hasattr(model, "reweight"):
+        model.reweight(step_cfg)
+
+
+class _Batches:
+    """The steps' mini-batches of the training split: rows of the epoch's order, plus
+    labeled_per_batch labeled rows drawn with replacement, their noise and their images."""
+
+    def __init__(self, cfg: Config, xtr, ytr, rngs: dict, team):
+        self.cfg, self.xtr, self.rngs, self.team = cfg, xtr, rngs, team
+        self.pool = np.flatnonzero(ytr >= 0)            # labeled training rows
+        self.extra = cfg.labeled_per_batch if self.pool.size else 0
+        self.buf = np.empty((cfg.batch_size + self.extra, cfg.input_dim), xtr.dtype)
+
+    def draw(self, order: np.ndarray, step: int):
+        """Step `step`'s rows (B,), Noise and images (B, D) (a view of the reused buffer),
+        warped by the step's augmentation draws if any."""
+        bs = self.cfg.batch_size
+        idx = order[step * bs:(step + 1) * bs]
+        if self.extra:
+            idx = np.concatenate([idx, self.rngs["shuffle"].choice(self.pool, self.extra)])
+        noise = draw_noise(self.cfg, idx.size, self.rngs["noise"])
+        xb = np.take(self.xtr, idx, axis=0, out=self.buf[:idx.size])
+        if noise.aug is not None:
+            augment(xb.copy(), noise.aug, self.cfg, out=xb, team=self.team)
+        return idx, noise, xb
 
 
 def _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock) -> float:
@@ -301,32 +206,44 @@ def _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock) -> float:
     return terms["cons"]
 
 
-def _state(p, opt, rngs, at, order, best, best_loss, best_epoch, history, seconds):
-    """The TrainState that continues at position `at` = (epoch, step)."""
-    return TrainState(p, opt, {k: r.bit_generator.state for k, r in rngs.items()}, *at, order,
-                      best, float(best_loss), best_epoch, history, seconds)
+def _step_divergence(terms: dict, loss, norm: float, g: Params, run: TrainState,
+                     steps: int) -> str:
+    """Why the step about to be applied must not be ("" when the loss and the gradient's
+    norm are finite, or when _diagnose finds every entry finite after all)."""
+    if math.isfinite(loss) and math.isfinite(norm):
+        return ""
+    what = _diagnose(terms, loss, g)
+    if not what:
+        return ""
+    return (f"diverged at epoch {run.epoch} step {run.step + 1} of {steps} (optimiser step "
+            f"{run.opt.t + 1}): {what}; the parameters from before that step are kept")
 
 
-def _restore(state: TrainState, cfg: Config, rngs: dict, n: int):
-    """Copies of a TrainState's parameters, optimiser state, best weights and history (the
-    state itself is not modified), with the generators set to its saved states."""
-    if state.params.layout != Layout.from_config(cfg):
-        raise ValueError("the TrainState's parameters do not match the config's layout.")
-    problem = state.position_problem(n, cfg.batch_size)
-    if problem:
-        raise ValueError(f"the TrainState cannot continue this run: {problem}.")
-    for name, st in state.rng_states.items():
-        rngs[name].bit_generator.state = st
-    opt = AdamState(state.opt.m.copy(), state.opt.v.copy(), int(state.opt.t))
-    history = {k: list(v) for k, v in state.history.items()}
-    return state.params.copy(), opt, state.best_params.copy(), history
+def _evaluation_divergence(epoch: int, tr: dict, va: dict) -> str:
+    """Why training stops after this epoch's evaluation ("" when both losses are finite)."""
+    if math.isfinite(tr["loss"]) and math.isfinite(va["loss"]):
+        return ""
+    return (f"diverged at epoch {epoch}: its evaluation gave non-finite weighted terms "
+            f"({_nonfinite_terms(tr, va)}); the parameters after its last step are kept")
 
 
-def _finite(loss, g: np.ndarray) -> bool:
-    """Are the loss and every gradient entry finite? One dot product and no temporary array:
-    g.g is NaN or inf when any entry is (it can also overflow for huge finite entries, which
-    _diagnose then clears)."""
-    return math.isfinite(loss) and math.isfinite(np.dot(g, g))
+def _asked(should_stop: Callable[[], bool] | None) -> bool:
+    """Does the caller want training to stop here (with a TrainState to resume from)?"""
+    return should_stop is not None and bool(should_stop())
+
+
+def _keep_best(run: TrainState, val_loss: float) -> None:
+    """Remember the weights of the lowest validation loss so far."""
+    if val_loss < run.best_loss:
+        run.best_params, run.best_loss, run.best_epoch = run.params.copy(), val_loss, run.epoch
+
+
+def _early_stop(cfg: Config, run: TrainState) -> str:
+    """Why training stops after this epoch ("" unless patience epochs passed without a new
+    best validation loss)."""
+    if run.epoch - run.best_epoch >= cfg.patience:
+        return f"early stopping: no validation improvement for {cfg.patience} epochs"
+    return ""
 
 
 def _diagnose(terms: dict, loss, g: Params) -> str:
@@ -361,6 +278,28 @@ def _record(history, epoch, tr, va, p, usage):
         history[f"val_{t}"].append(va[t])
     history["pi"].append(softmax_forward(p["pi_logits"])[0].tolist())
     history["usage"].append(usage.tolist())
+
+
+class _Progress:
+    """A tqdm bar of epochs on a terminal, else one line per epoch on stderr (when progress)."""
+
+    def __init__(self, cfg: Config, first_epoch: int, progress: bool):
+        self.cfg, self.progress = cfg, progress
+        self.bar = tqdm(total=cfg.epochs, initial=first_epoch - 1, desc="epochs", unit="ep",
+                        disable=not progress, file=sys.stderr) if _is_tty() else None
+
+    def epoch(self, epoch: int, tr: dict, va: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{tr['loss']:.2f}", val=f"{va['loss']:.2f}")
+        elif self.progress:
+            print(f"epoch {epoch}/{self.cfg.epochs}  loss {tr['loss']:.3f}  recon "
+                  f"{tr['recon']:.3f}  kl_z {tr['kl_z']:.3f}  val_loss {va['loss']:.3f}",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _Clock:
