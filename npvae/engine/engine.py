@@ -3,6 +3,7 @@ and says how one training step and one evaluation chunk run.
 
     threads, team     T Python threads (threads.py), the calling thread is thread 0
     blas(T)           the BLAS context while T of ours run (one BLAS thread each)
+    ops               the blocks (core/blocks.py:Blocks) the model runs on; None: readable
     reweight(cfg)     the loss weights of training steps (the staged schedule changes w_kl,
                       w_klc); evaluation keeps the config the engine was made with
     laps, lap()       per-phase seconds when profiling (laps is a dict), else nothing
@@ -10,6 +11,7 @@ and says how one training step and one evaluation chunk run.
                       for a given thread count
     evaluate_split()  eval-mode terms over a split in chunks, each thread on whole chunks
     weights(cfg, ..)  loss weights by name, as the float64 vector a kernel takes
+    adamw_step()      the optimiser update: the fused kernel pass (optim.py)
 
 A subclass defines loss_and_grads(p, x, y, noise, g) -> (loss, terms) (every gradient written
 into g), evaluate(p, x, y, outputs) -> (terms with "loss", q summed over the chunk (K,),
@@ -26,6 +28,7 @@ from npvae.core.blocks import TERMS
 from npvae.core.config import Config
 
 from . import kernels
+from .optim import adamw_step_fast
 from .threads import Team, available_cores, blas_single_thread
 
 
@@ -43,6 +46,8 @@ def add_in_order(out: np.ndarray, parts) -> None:
 
 class Engine:
     """Threads, timing, the training weights and chunked evaluation for one config."""
+    fused = True                  # runs Numba kernels (compiled when the engine is made)
+    adamw_step = staticmethod(adamw_step_fast)
 
     def __init__(self, cfg: Config, threads: int | None = None):
         self.cfg = self.train_cfg = cfg
@@ -50,7 +55,8 @@ class Engine:
         self.threads = max(1, threads or available_cores())
         self.team = Team(self.threads)
         self.laps = None          # a dict to receive seconds per phase (profiling)
-        if not numba.config.DISABLE_JIT:
+        self.ops = None           # model gmm's blocks (core/blocks.py:Blocks); None: readable
+        if self.fused and not numba.config.DISABLE_JIT:
             kernels.warm_up(self.dtype)   # compile / load now, not inside a timed step
 
     def reweight(self, cfg: Config) -> None:

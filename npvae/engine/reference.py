@@ -1,6 +1,6 @@
 """The reference engine: the readable layer-by-layer path (npvae/core/model.py and
-npvae/core/optim.py) behind the fast engines' interface, so that the training loop has one
-step path for every engine. It draws nothing and computes what core computes.
+npvae/core/optim.py) on the Engine (one thread, no kernels), so that the training loop has
+one step path for every engine. It draws nothing and computes what core computes.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from npvae.core.noise import Noise
 from npvae.core.optim import AdamState, adamw_step
 from npvae.core.params import Params
 
-from .threads import Team
+from .engine import Engine
 
 ALL_TERMS = ("loss",) + TERMS
 
@@ -22,45 +22,30 @@ ALL_TERMS = ("loss",) + TERMS
 def evaluate_split(p: Params, x, y, cfg: Config) -> tuple[dict, np.ndarray]:
     """Eval-mode terms over a split in chunks of eval_batch_size, each averaged with weight
     chunk size / N (spec section 5); also the mean responsibilities q(c|x) over the split (K,)."""
-    n, bs = x.shape[0], cfg.eval_batch_size
-    totals = dict.fromkeys(ALL_TERMS, 0.0)
-    usage = np.zeros(cfg.K)
-    for s in range(0, n, bs):
-        out, terms = evaluate(p, x[s:s + bs], cfg, y[s:s + bs])
-        w = out.q.shape[0] / n
-        for k in ALL_TERMS:
-            totals[k] += w * terms[k]
-        usage += out.q.sum(axis=0)
-    return totals, usage / n
+    return ReferenceEngine(cfg).evaluate_split(p, x, y)
 
 
-class ReferenceEngine:
-    """Loss, gradient, evaluation and optimiser step of either model on the readable path."""
+class ReferenceEngine(Engine):
+    """Loss, gradient, evaluation and optimiser step of either model on the readable path,
+    on one thread."""
+    fused = False               # no kernels to compile
 
     def __init__(self, cfg: Config):
-        self.cfg = self.train_cfg = cfg
-        self.team = Team(1)     # augmentation and the consistency term run on one thread
-        self.laps = None        # a dict to receive forward+backward seconds (profiling)
-        self.ops = {}           # the consistency term's default im2col / col2im
-
-    def reweight(self, cfg: Config) -> None:
-        """Training steps use cfg's loss weights from now on (the staged schedule changes
-        w_kl, w_klc); evaluation keeps the full objective of the config it was made with."""
-        self.train_cfg = cfg
+        super().__init__(cfg, threads=1)
 
     def loss_and_grads(self, p: Params, x, y, noise: Noise, g: Params):
         """core's loss_and_grads with every gradient written into g: returns (loss, terms)."""
         t0 = time.perf_counter()
         loss, grads, terms = loss_and_grads(p, x, y, noise, self.train_cfg)
         np.copyto(g.flat, grads.flat)
-        if self.laps is not None:
-            self.laps["forward+backward"] = (self.laps.get("forward+backward", 0.0)
-                                             + time.perf_counter() - t0)
+        self.lap("forward+backward", t0)
         return loss, terms
 
-    def evaluate_split(self, p: Params, x, y) -> tuple[dict, np.ndarray]:
-        """Eval-mode terms over a split (N, D) and its mean responsibilities (K,)."""
-        return evaluate_split(p, x, y, self.cfg)
+    def evaluate(self, p: Params, x, y=None, outputs: bool = False):
+        """core's evaluate on one chunk: (terms with "loss", q summed over it (K,), Outputs
+        when `outputs`, else None)."""
+        out, terms = evaluate(p, x, self.cfg, y)
+        return terms, out.q.sum(axis=0, dtype=np.float64), (out if outputs else None)
 
     @staticmethod
     def adamw_step(flat: np.ndarray, grad: np.ndarray, state: AdamState,

@@ -40,7 +40,7 @@ from npvae.engine.augment import augment
 from npvae.engine.consistency import Consistency
 from npvae.engine.gmm import GMMEngine
 from npvae.engine.mixture import FastModel
-from npvae.engine.optim import adamw_step_fast, grad_norm
+from npvae.engine.optim import grad_norm
 from npvae.engine.reference import ALL_TERMS, ReferenceEngine, evaluate_split
 from npvae.training.state import FitResult, TrainState, new_state, restore, snapshot
 
@@ -83,8 +83,8 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     p, opt = run.params, run.opt
     grad, decay = p.zeros_like(), p.layout.decay_mask(dtype)
     model = make_engine(engine, cfg, profile)
-    cons = Consistency(cfg, model.team, getattr(model, "ops", None)) if cfg.w_cons > 0 else None
-    batches, update = _Batches(cfg, xtr, ytr, rngs, model.team), _optimiser_step(model)
+    cons = Consistency(cfg, model.team, model.ops) if cfg.w_cons > 0 else None
+    batches = _Batches(cfg, xtr, ytr, rngs, model.team)
     clock, show = _Clock(profile), _Progress(cfg, run.epoch, progress)
     begun = time.perf_counter() - run.fit_seconds       # fit_seconds add up across resumes
     diverged = stopped = ""
@@ -94,7 +94,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         if run.order is None:                           # (a resumed epoch keeps its order)
             run.order = rngs["shuffle"].permutation(n)
         step_cfg = _scheduled(cfg, run.epoch)           # this epoch's KL weights and lr
-        _reweight(model, step_cfg)
+        model.reweight(step_cfg)
         while run.step < steps:
             idx, noise, xb = batches.draw(run.order, run.step)
             clock.lap("batch")
@@ -104,7 +104,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
             norm = grad_norm(grad.flat)                 # NaN / inf if an entry is
             if diverged := _step_divergence(terms, loss, norm, grad, run, steps):
                 break                                   # before the update: p stays good
-            update(p.flat, grad.flat, opt, decay, step_cfg, norm)
+            model.adamw_step(p.flat, grad.flat, opt, decay, step_cfg, norm)
             run.step += 1
             clock.lap("optimizer")
             if halted := _asked(should_stop):
@@ -141,18 +141,13 @@ def fast_engine(cfg: Config):
 
 
 def make_engine(engine: str, cfg: Config, profile: dict | None = None):
-    """The object computing steps and evaluations: loss_and_grads(p, x, y, noise, g) ->
-    (loss, terms), evaluate_split(p, x, y) -> (terms, usage (K,)) and the threads `team`;
+    """The Engine (npvae/engine/engine.py) computing steps, evaluations and updates:
+    loss_and_grads(p, x, y, noise, g) -> (loss, terms), evaluate_split(p, x, y) -> (terms,
+    usage (K,)), reweight(cfg), adamw_step(...), its threads `team` and blocks `ops`;
     profile (a dict, or None) receives its forward / backward seconds."""
     model = fast_engine(cfg) if engine == "fast" else ReferenceEngine(cfg)
     model.laps = profile
     return model
-
-
-def _optimiser_step(model):
-    """The engine's clipped AdamW update(flat, grad, opt, decay, cfg, norm): the reference
-    engine's readable one, else the fused kernel pass (the same update)."""
-    return getattr(model, "adamw_step", adamw_step_fast)
 
 
 def _scheduled(cfg: Config, epoch: int) -> Config:
@@ -162,13 +157,6 @@ def _scheduled(cfg: Config, epoch: int) -> Config:
     if scale == 1.0 and lr == 1.0:
         return cfg
     return cfg.replace(w_kl=cfg.w_kl * scale, w_klc=cfg.w_klc * scale, lr=cfg.lr * lr)
-
-
-def _reweight(model, step_cfg: Config) -> None:
-    """Training steps use this epoch's loss weights (evaluation keeps the full ones). An engine
-    without reweight is the seed model's, whose loss weights the schedule never changes."""
-    if hasattr(model, "reweight"):
-        model.reweight(step_cfg)
 
 
 class _Batches:
