@@ -11,6 +11,8 @@ sentence. Field names are the flag names with '-' for '_'.
 To add a setting: one `setting(...)` line below, in the place its checkpoint key should take
 (to_dict keeps field order), with `extension=True` so that checkpoints of runs that leave it
 at its default keep their bytes; plus its rule in `validate()` if it depends on another field.
+The estimator spells its signature out for scikit-learn: `python -m npvae.estimator.signature`
+prints the new one (tests/test_estimator.py fails until it is pasted).
 """
 from __future__ import annotations
 
