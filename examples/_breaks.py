@@ -96,7 +96,7 @@ BREAKS: dict[str, Break] = {
         lambda batch, K: {"dec_z.W": scaled(1 / K), "dec_z.b": scaled(1 / K)},
         ("dec_z.", "enc_mu.", "enc_lv.", *TRUNK)),
     "q-path": Break(
-        "npvae/core/model.py:backward", "dq = cfg.w_rec / B * bce",
+        "npvae/core/model.py:terms_backward", "dq = cfg.w_rec / B * bce",
         "dq = 0.0 * bce",
         "the reconstruction's gradient does not reach q (as if q were a constant weight)",
         "which arrays fail, and is the error small or large?",

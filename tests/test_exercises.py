@@ -55,12 +55,12 @@ def test_break_gives_the_predicted_outcome(name):
 
 
 def test_the_library_is_restored_after_a_break():
-    originals = (layers.reparam_backward, model.decoder_backward, model.backward)
+    originals = (layers.reparam_backward, model.decoder_backward, model.terms_backward)
     for name in ("reparam", "decoder-sum", "q-path"):
         with GC._breaks.broken(name):
             assert (layers.reparam_backward, model.decoder_backward,
-                    model.backward) != originals
-    assert (layers.reparam_backward, model.decoder_backward, model.backward) == originals
+                    model.terms_backward) != originals
+    assert (layers.reparam_backward, model.decoder_backward, model.terms_backward) == originals
 
 
 def test_a_line_that_changed_is_reported(monkeypatch):
