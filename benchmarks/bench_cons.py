@@ -99,7 +99,7 @@ def same_work(cfg: Config, data) -> dict:
     from npvae.core.params import init_params
     from npvae.engine.augment import augment, strong_view
     from npvae.engine.consistency import Consistency
-    from npvae.engine.threads import Team
+    from npvae.engine.reference import ReferenceEngine
 
     x, yv, train, _ = data
     cfg = cfg.replace(dtype="float64", cons_threshold=0.0)
@@ -112,7 +112,8 @@ def same_work(cfg: Config, data) -> dict:
     xa = augment(xb, noise.aug, cfg) if noise.aug is not None else xb
     unl = yb < 0
     loss_n, g_n, _ = loss_and_grads(p, xa, yb, noise, cfg)
-    loss_n += Consistency(cfg, Team(1)).loss_and_grads(p, xb[unl], noise.strong[unl], g_n)[0]
+    loss_n += Consistency(ReferenceEngine(cfg)).loss_and_grads(p, xb[unl], noise.strong[unl],
+                                                              g_n)[0]
     m = load_npvae_params(TorchGMM(cfg).to(torch.float64), p)
     t = torch.as_tensor
     loss_t = sum(gmm_terms(m, t(xa), t(yb), t(noise.eps), cfg).values()) + consistency(

@@ -21,7 +21,7 @@ from npvae.core.noise import draw_noise
 from npvae.core.params import init_params
 from npvae.engine.augment import augment, strong_view
 from npvae.engine.consistency import Consistency
-from npvae.engine.threads import Team
+from npvae.engine.gmm import GMMEngine
 from npvae.training.loop import fit
 
 from conftest import make_batch, numerical_grad, perturb, rel_err
@@ -145,7 +145,7 @@ def test_engine_matches_the_readable_path(encoder, threads):
     held = rng.standard_normal(p.flat.shape)
     g2 = p.zeros_like()
     g2.flat[:] = held
-    loss2, share = Consistency(cfg, Team(threads)).loss_and_grads(p, x, u, g2)
+    loss2, share = Consistency(GMMEngine(cfg, threads)).loss_and_grads(p, x, u, g2)
     assert loss2 == pytest.approx(loss, rel=1e-10) and share == confident / 7
     assert rel_err(g2.flat - held, g.flat) < 1e-10
 

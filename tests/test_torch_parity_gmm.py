@@ -22,7 +22,7 @@ from npvae.core.noise import draw_noise  # noqa: E402
 from npvae.core.params import init_params  # noqa: E402
 from npvae.engine.augment import augment, strong_view  # noqa: E402
 from npvae.engine.consistency import Consistency  # noqa: E402
-from npvae.engine.threads import Team  # noqa: E402
+from npvae.engine.reference import ReferenceEngine  # noqa: E402
 from npvae.training import presets  # noqa: E402
 from npvae.training.loop import fit, make_rngs  # noqa: E402
 from benchmarks.torch_gmm import (TERMS, TorchGMM, consistency, fit_torch,  # noqa: E402
@@ -177,8 +177,8 @@ def test_step_total_matches(cfg_name):
     xb = augment(x, noise.aug, cfg)
     loss_n, g_n, terms_n = loss_and_grads(p, xb, y, noise, cfg)
     unl = y < 0
-    terms_n["cons"], _ = Consistency(cfg, Team(1)).loss_and_grads(p, x[unl], noise.strong[unl],
-                                                                  g_n)
+    terms_n["cons"], _ = Consistency(ReferenceEngine(cfg)).loss_and_grads(
+        p, x[unl], noise.strong[unl], g_n)
     loss_n += terms_n["cons"]
     module = torch_model(cfg, p)
     terms_t = gmm_terms(module, t(xb), t(y), t(noise.eps), cfg)

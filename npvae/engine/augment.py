@@ -14,15 +14,12 @@ with 0 outside the image.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from npvae.core.config import Config
 
-from . import kernels
+from .kernels import ACTIVE as kern
 from .threads import Team, split
-
-_warp = kernels.warp_np if numba.config.DISABLE_JIT else kernels.warp
 
 
 def affine_matrices(u: np.ndarray, cfg: Config, strong: bool = False) -> np.ndarray:
@@ -51,9 +48,9 @@ def augment(x: np.ndarray, u: np.ndarray, cfg: Config, out: np.ndarray | None = 
     x, A = np.ascontiguousarray(x), affine_matrices(u, cfg, strong)
     rows = split(x.shape[0], team.size if team is not None else 1)
     if len(rows) == 1:
-        _warp(x, A, side, out)
+        kern.warp(x, A, side, out)
     else:
-        team.run(lambda t, r, _: _warp(x[r[0]:r[1]], A[r[0]:r[1]], side, out[r[0]:r[1]]),
+        team.run(lambda t, r, _: kern.warp(x[r[0]:r[1]], A[r[0]:r[1]], side, out[r[0]:r[1]]),
                  rows)
     return out
 

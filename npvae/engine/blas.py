@@ -5,14 +5,15 @@ OpenBLAS picks its kernels from the CPU when it is loaded; on a CPU with AVX-512
 Skylake-X family (AVX-512). Those are not the fastest everywhere for this model's float32
 products: on AMD Zen 4, which executes a 512-bit instruction as two 256-bit halves, its
 Haswell (AVX2) kernels ran them faster, while on an Intel Xeon with AVX-512 the Skylake-X ones
-are much faster (benchmarks/README.md has the figures). So instead of a table of CPU names, the first `import npvae` on a CPU with AVX-512 times the decoder's products as
-the fit runs them (one thread, (640, 256) x (256, 784) and its two backward products) under
-OpenBLAS's own pick and under its Haswell kernels, in short child processes taken in turn
-(best of two each, timed by CPU time so that other processes on the cores do not decide
-it), and asks for the Haswell kernels, through OpenBLAS's own OPENBLAS_CORETYPE
-variable, when they are more than 2% faster. The answer is kept in
-$XDG_CACHE_HOME/npvae/openblas.json (default ~/.cache), per CPU model, flags and numpy
-version, so later imports only read it. Nothing is measured or changed when
+are much faster (benchmarks/README.md has the figures). So instead of a table of CPU names,
+the first `import npvae` on a CPU with AVX-512 times the decoder's products as the fit runs
+them (one thread, (640, 256) x (256, 784) and its two backward products) under OpenBLAS's own
+pick and under its Haswell kernels, in short child processes taken in turn (best of two each,
+timed by CPU time so that other processes on the cores do not decide it), and asks for the
+Haswell kernels, through OpenBLAS's own OPENBLAS_CORETYPE variable, when they are more than 2%
+faster. The answer is kept in $XDG_CACHE_HOME/npvae/openblas.json (default ~/.cache), per CPU
+model, flags and numpy version, so later imports only read it. Nothing is measured or changed
+when
 
 * numpy is loaded already (the choice is made; nothing would change),
 * OPENBLAS_CORETYPE is set (a user's choice always wins; child processes inherit ours),

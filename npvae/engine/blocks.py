@@ -76,19 +76,28 @@ def bce_backward(w, cache):
 
 
 def latent_forward(p, mu, lv, z, y, cfg):
-    """gmm.latent_forward through the fused kernel: (sums, q, s, pi, cache)."""
+    """gmm.latent_forward through the fused kernel: (sums, q, s, pi, cache). With a sampled z
+    (training: z is not mu) the same kernel call also forms the gradients, which
+    latent_backward then hands out (one pass over the rows instead of two)."""
     q, s = (np.empty((mu.shape[0], cfg.K), mu.dtype) for _ in range(2))
-    sums = _latent(p, mu, lv, z, y, cfg, q, s, None)
+    grads = None
+    if z is not mu:
+        grads = tuple(np.empty_like(mu) for _ in range(3)) + \
+            tuple(np.empty_like(p[name]) for name in ("pi_logits", "prior_mu", "prior_lv"))
+    sums = _latent(p, mu, lv, z, y, cfg, q, s, grads)
     pi = np.exp(L.log_softmax(p["pi_logits"]))
-    return sums, q, s, pi, (p, mu, lv, z, y, q, s)
+    return sums, q, s, pi, (p, mu, lv, z, y, q, s, cfg, grads)
 
 
 def latent_backward(cache, g, cfg):
     """gmm.latent_backward: the prior's gradients into g; returns dmu, dlv, dz (B, d)."""
-    p, mu, lv, z, y, q, s = cache
-    grads = tuple(np.empty_like(mu) for _ in range(3))
-    _latent(p, mu, lv, z, y, cfg, q, s, (*grads, g["pi_logits"], g["prior_mu"], g["prior_lv"]))
-    return grads
+    p, mu, lv, z, y, q, s, cfg_forward, grads = cache
+    if grads is None or cfg is not cfg_forward:       # not formed by the forward call
+        grads = tuple(np.empty_like(a) for a in (mu, mu, mu, p["pi_logits"], p["prior_mu"],
+                                                  p["prior_lv"]))
+        _latent(p, mu, lv, z, y, cfg, q.copy(), s.copy(), grads)
+    g["pi_logits"][...], g["prior_mu"][...], g["prior_lv"][...] = grads[3:]
+    return grads[:3]
 
 
 def _latent(p, mu, lv, z, y, cfg, q, s, grads):

@@ -7,6 +7,8 @@ and says how one training step and one evaluation chunk run.
     reweight(cfg)     the loss weights of training steps (the staged schedule changes w_kl,
                       w_klc); evaluation keeps the config the engine was made with
     laps, lap()       per-phase seconds when profiling (laps is a dict), else nothing
+    by_rows()         a function on each thread's contiguous share of n rows, each with a
+                      gradient buffer of its own (thread_grads)
     add_in_order()    per-thread partial sums added in thread order: bit-for-bit repeatable
                       for a given thread count
     evaluate_split()  eval-mode terms over a split in chunks, each thread on whole chunks
@@ -29,7 +31,7 @@ from npvae.core.config import Config
 
 from . import kernels
 from .optim import adamw_step_fast
-from .threads import Team, available_cores, blas_single_thread
+from .threads import Team, available_cores, blas_single_thread, split
 
 
 def weights(cfg: Config, names) -> np.ndarray:
@@ -56,6 +58,7 @@ class Engine:
         self.team = Team(self.threads)
         self.laps = None          # a dict to receive seconds per phase (profiling)
         self.ops = None           # model gmm's blocks (core/blocks.py:Blocks); None: readable
+        self._grads = {}          # per-thread gradient buffers, by the work they serve
         if self.fused and not numba.config.DISABLE_JIT:
             kernels.warm_up(self.dtype)   # compile / load now, not inside a timed step
 
@@ -73,6 +76,38 @@ class Engine:
         if self.laps is not None:
             self.laps[name] = self.laps.get(name, 0.0) + t - t0
         return t
+
+    def thread_grads(self, g, key: str) -> list:
+        """One gradient buffer shaped like g per thread for the work named key, made (zeroed)
+        at the first call and reused: entries that work never writes stay 0."""
+        if key not in self._grads:
+            self._grads[key] = [g.zeros_like() for _ in range(self.threads)]
+        return self._grads[key]
+
+    @staticmethod
+    def sum_share(g, grads: list, lo: int, hi: int, share: int, shares: int,
+                  add: bool = False) -> None:
+        """Part `share` of `shares` of g.flat[lo:hi] = the buffers' entries added in thread
+        order (g += them when `add`; nothing to copy when grads[0] is g itself): each of
+        `shares` threads sums its own contiguous part at once."""
+        parts = split(hi - lo, shares)
+        if share >= len(parts):
+            return
+        a, b = (lo + i for i in parts[share])
+        out = g.flat[a:b]
+        if not add and grads[0] is not g:
+            np.copyto(out, grads[0].flat[a:b])
+        for buf in grads if add else grads[1:]:
+            out += buf.flat[a:b]
+
+    def by_rows(self, n: int, fn, grads: list) -> tuple[list, list]:
+        """fn(t, i0, i1, barrier, g_t) on thread t for its contiguous share i0:i1 of n rows,
+        g_t = grads[t] its own gradient buffer, inside self.blas. Returns fn's results and the
+        buffers used, both in thread order."""
+        ranges = split(n, self.threads)
+        with self.blas(len(ranges)):
+            out = self.team.run(lambda t, r, barrier: fn(t, *r, barrier, grads[t]), ranges)
+        return out, grads[:len(ranges)]
 
     # ------------------------------------------------------------------ evaluation
     def _eval_constants(self, p):

@@ -8,12 +8,15 @@ A step:
   B. thread 0 runs the latent block on the whole batch (it couples the images through the
      labeled count and the batch usage);
   C. rows: gmm.rows_backward_encoder, the encoder's gradients into the thread's buffer;
-then the T buffers are added in thread order (bit-for-bit repeatable for a given T; with T = 1
-and gmm.READABLE the readable path's very operations). Evaluation chunks are independent:
+  D. the encoder's and the prior's gradients summed over the threads' buffers.
+Thread 0's buffer is g itself. The sums add the buffers in thread order, each thread a part of
+the entries; the decoder's are summed in B, beside the latent block (bit-for-bit repeatable
+for a given T; with T = 1 and gmm.READABLE the readable path's very operations). Evaluation chunks are independent:
 each thread takes whole chunks (Engine.evaluate_split).
 
-BLAS runs on one thread inside each of ours; with conv layers also when T = 1, because their
-per-image products are too small for BLAS's own threads (benchmarks/README.md).
+BLAS runs on one thread inside each of ours when T > 1, and with conv layers also when T = 1,
+because their per-image products are too small for BLAS's own threads. Dense networks run on
+T = 1 by default, BLAS on every core (GMMEngine's docstring).
 """
 from __future__ import annotations
 
@@ -27,17 +30,20 @@ from npvae.core.noise import Noise
 from npvae.core.params import Params
 
 from .blocks import FAST
-from .engine import Engine, add_in_order
-from .threads import blas_one_thread, blas_single_thread, split
+from .engine import Engine
+from .threads import blas_one_thread, blas_single_thread
 
 
 class GMMEngine(Engine):
     """Loss, gradient and evaluation of model gmm for one config, on the engine's threads."""
 
     def __init__(self, cfg: Config, threads: int | None = None, ops=FAST):
-        super().__init__(cfg, threads)
+        """threads: Python threads for steps, the consistency term and evaluation. Default:
+        one per core with conv layers, whose per-image products are too small for BLAS's own
+        threads; 1 for dense networks, whose products are large enough for them, so that one
+        Python thread needs no per-thread buffers or hand-overs (benchmarks/README.md)."""
+        super().__init__(cfg, threads or (None if cfg.convolutional else 1))
         self.ops = ops          # the blocks: FAST, or gmm.READABLE
-        self.grads = None       # one gradient buffer per thread, made at the first step
 
     def blas(self, T: int):
         return blas_one_thread() if self.cfg.convolutional else blas_single_thread(T)
@@ -46,31 +52,32 @@ class GMMEngine(Engine):
         """gmm.forward and gmm.backward by rows on T threads (the module docstring), every
         gradient written into g: returns (loss, terms)."""
         t0, B, cfg = time.perf_counter(), x.shape[0], self.train_cfg
-        ranges = split(B, self.threads)
-        if self.grads is None:                 # zeros: only thread 0 writes the prior's
-            self.grads = [g.zeros_like() for _ in range(self.threads)]
-        rows, latent = [None] * len(ranges), {}
+        rows, latent = [None] * self.threads, {}
+        # thread 0 writes into g itself; the others' buffers stay 0 at the prior's entries
+        grads = [g] + self.thread_grads(g, "step")[1:]
+        dec = g.layout.offsets[g.layout.names.index("dec0.W")]    # the decoder: g.flat[dec:]
 
-        def step(t, r, barrier):
-            i0, i1 = r                         # A. rows: forward, decoder backward to dz
+        def step(t, i0, i1, barrier, g_t):     # A. rows: forward, decoder backward to dz
+            T = barrier.parties
             (mu, lv, z, _, bce), cache = gmm.rows_forward(p, x[i0:i1], noise.eps[i0:i1], cfg,
                                                           self.ops)
-            dz = gmm.rows_backward_decoder(np.full(i1 - i0, cfg.w_rec / B), cache,
-                                           self.grads[t])
+            dz = gmm.rows_backward_decoder(np.full(i1 - i0, cfg.w_rec / B), cache, g_t)
             rows[t] = (mu, lv, z)
             barrier.wait()
             if t == 0:                         # B. the latent block, on the whole batch
-                mu, lv, z = (np.concatenate(a) for a in zip(*rows))
+                mu, lv, z = (np.concatenate(a) for a in zip(*rows[:T]))
                 latent["sums"], *_, c_lat = self.ops.latent_forward(p, mu, lv, z, y, cfg)
-                latent["grads"] = self.ops.latent_backward(c_lat, self.grads[0], cfg)
+                latent["grads"] = self.ops.latent_backward(c_lat, g_t, cfg)
+            else:                              # meanwhile: the decoder's sums over threads
+                self.sum_share(g, grads[:T], dec, g.flat.size, t - 1, T - 1)
             barrier.wait()                     # C. rows: the encoder backward
             dmu, dlv, dz_lat = (a[i0:i1] for a in latent["grads"])
-            gmm.rows_backward_encoder(dmu, dlv, dz + dz_lat, cache, self.grads[t])
+            gmm.rows_backward_encoder(dmu, dlv, dz + dz_lat, cache, g_t)
+            barrier.wait()                     # D. the encoder's and prior's sums
+            self.sum_share(g, grads[:T], 0, dec, t, T)
             return float(bce.sum(dtype=np.float64))
 
-        with self.blas(len(ranges)):
-            bce = self.team.run(step, ranges)
-        add_in_order(g.flat, [b.flat for b in self.grads[:len(ranges)]])
+        bce, _ = self.by_rows(B, step, grads)
         terms = {"recon": cfg.w_rec * sum(bce) / B,
                  **{k: v / B for k, v in latent["sums"].items()}}
         self.lap("forward+backward", t0)

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from npvae.core.config import Config
 from npvae.core.optim import AdamState
 
-from . import kernels
-
-# The fused kernels; with NUMBA_DISABLE_JIT=1 their NumPy twins (as in npvae/engine/mixture.py).
-kern = kernels.numpy_twins() if numba.config.DISABLE_JIT else kernels
+from .kernels import ACTIVE as kern
 
 
 def adamw_step_fast(flat: np.ndarray, grad: np.ndarray, state: AdamState,

@@ -83,7 +83,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     p, opt = run.params, run.opt
     grad, decay = p.zeros_like(), p.layout.decay_mask(dtype)
     model = make_engine(engine, cfg, profile)
-    cons = Consistency(cfg, model.team, model.ops) if cfg.w_cons > 0 else None
+    cons = Consistency(model) if cfg.w_cons > 0 else None
     batches = _Batches(cfg, xtr, ytr, rngs, model.team)
     clock, show = _Clock(profile), _Progress(cfg, run.epoch, progress)
     begun = time.perf_counter() - run.fit_seconds       # fit_seconds add up across resumes

@@ -6,8 +6,9 @@ pairs as `gather=im2col, scatter=col2im` for the fast path.
 Why kernels: the twins pad a copy of the images and then make kh kw strided passes over all
 of them (and col2im a zeroed padded buffer, kh kw read-add-write passes and a cropped copy).
 The kernels never build the padded image: each makes one pass, im2col writing the padding's
-zeros as it goes, col2im adding into its zeroed output. Each output row's span of valid input columns is worked out first, so the inner loop
-indexes from 0 without bounds tests (and, at stride 1, is a plain vectorised copy or add).
+zeros as it goes, col2im adding into its zeroed output. Each output row's span of valid input
+columns is worked out first, so the inner loop indexes from 0 without bounds tests (and, at
+stride 1, is a plain vectorised copy or add).
 
 Shapes: x (B, C, H, W) images; cols (B, C, kh, kw, Ho, Wo), entry (di, dj, oi, oj) the padded
 pixel (oi s + di, oj s + dj), i.e. x[oi s + di - p, oj s + dj - p] or 0 outside the image.

@@ -17,8 +17,9 @@ from .jit import FASTMATH, JIT
 
 # ------------------------------------------------ e^-t and log(1 + e) that vectorise
 # Numba calls libm for math.exp / math.log1p one element at a time (no SIMD: this Numba has no
-# SVML), several times the cost of the matrix product that made the logits. In float32 the kernels use the two functions below instead: plain arithmetic that LLVM
-# turns into AVX-512 code, accurate to ~2 ulp. float64 (and plain Python) keeps libm.
+# SVML), several times the cost of the matrix product that made the logits. In float32 the
+# kernels use the two functions below instead: plain arithmetic that LLVM turns into vector
+# code, accurate to ~2 ulp. float64 (and plain Python) keeps libm.
 def exp_neg(t):
     """e^-t for t >= 0."""
     return math.exp(-t)
