@@ -326,11 +326,13 @@ def latent_terms(q, bce, mu, lv, pi, w, da, dmu, dlv, dpi_logits):
 
 
 def latent_terms_np(q, bce, mu, lv, pi, w, da, dmu, dlv, dpi_logits):
-    """npvae/core/model.py's terms_forward / terms_backward, then the two softmax backwards."""
+    """npvae/core/model.py's terms_forward / terms_backward, then the two softmax backwards,
+    in float64 as the kernel computes (in float32 the softmax backward's row sums cancel)."""
     from types import SimpleNamespace
 
     from npvae.core import layers as L
     from npvae.core.model import terms_backward, terms_forward
+    q, bce, mu, lv, pi = (np.asarray(a, np.float64) for a in (q, bce, mu, lv, pi))
     terms, cache = terms_forward(q, bce, mu, lv, pi,
                                  SimpleNamespace(**dict(zip(LATENT_TERMS_WEIGHTS, map(float, w)))))
     dq, dmu[...], dlv[...], dpi = terms_backward(cache)
