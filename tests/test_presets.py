@@ -14,6 +14,7 @@ from npvae.training import presets
 from npvae.runs import runner as run
 from npvae.core.config import Config, ConfigError
 from npvae.runs.rundir import read_config
+from npvae.training.cli import resolve as resolve_args
 from conftest import write_digits_npz
 
 DEMO = "# Demo: a smaller model for tests\n\n[model]\nK = 4\nlatent_dim = 3\nhidden_dims = [32, 16]\n"
@@ -61,47 +62,67 @@ def test_a_broken_preset_names_its_file(folder):
         presets.load("typo")
 
 
-def test_flags_and_toml_may_add_settings_or_repeat_the_presets_values(folder, tmp_path):
-    toml = {"seed": 3, "latent_dim": 3}                       # a repeat, and a free key
-    merged = presets.apply("demo", toml, {"epochs": 2, "hidden_dims": (32, 16)}, "my.toml")
-    assert merged == {"K": 4, "latent_dim": 3, "hidden_dims": (32, 16), "seed": 3, "epochs": 2}
+def test_apply_merges_the_preset_the_toml_and_the_flags_later_ones_overriding(folder):
+    merged = presets.apply("demo", {"seed": 3, "K": 6, "latent_dim": 5},
+                           {"epochs": 2, "latent_dim": 2})
+    assert merged == {"K": 6, "latent_dim": 2, "hidden_dims": [32, 16], "seed": 3, "epochs": 2}
     cfg = Config.from_dict(merged).validate()
-    assert (cfg.K, cfg.seed, cfg.lr) == (4, 3, Config().lr)    # the rest: the defaults
+    assert (cfg.K, cfg.seed, cfg.lr) == (6, 3, Config().lr)    # the rest: the defaults
 
 
-def test_a_contradicting_flag_or_toml_key_is_one_sentence_with_the_way_out(folder, tmp_path,
-                                                                          capsys):
-    with pytest.raises(ConfigError) as err:
-        presets.apply("demo", {}, {"K": 10})
-    msg = str(err.value)
-    assert msg.startswith("--K 10 contradicts preset demo, which sets K = 4; to vary it, copy "
-                          f"the preset file {folder / 'demo.toml'}, ")
-    assert msg.endswith("pass the copy with --config instead of --preset demo.")
-    with pytest.raises(ConfigError, match=r"^hidden_dims = 64 in my\.toml contradicts preset "
-                                          r"demo, which sets hidden_dims = 32 16;"):
-        presets.apply("demo", {"hidden_dims": [64]}, {}, "my.toml")
-    # through the command line: exit 2, one line, nothing written
-    out = tmp_path / "never"
-    status, err = main(capsys, "--preset", "demo", "--latent-dim", "2", "--out", out)
-    assert status == 2 and err.count("\n") == 1 and not out.exists()
-    assert err.startswith("error: --latent-dim 2 contradicts preset demo, which sets "
-                          "latent_dim = 3;")
+def resolve(*argv):
+    return resolve_args(run.build_parser().parse_args([str(a) for a in argv]))
+
+
+def test_config_overrides_the_preset_and_flags_override_both(folder, tmp_path):
+    """defaults < preset < --config < flags, for every setting (model settings included),
+    and the sources say which one gave each setting that was given."""
+    cfg, sources = resolve("--preset", "demo", "--K", 10)             # a flag over the preset
+    assert (cfg.K, cfg.latent_dim, cfg.hidden_dims) == (10, 3, (32, 16))
+    assert sources == {"K": "flag", "latent_dim": "preset", "hidden_dims": "preset"}
     my = tmp_path / "my.toml"
-    my.write_text("K = 6\nseed = 1\n")
+    my.write_text("[model]\nK = 6\nlatent_dim = 5\n[data]\nseed = 1\n")
+    cfg, sources = resolve("--preset", "demo", "--config", my)       # the file over the preset
+    assert (cfg.K, cfg.latent_dim, cfg.hidden_dims, cfg.seed) == (6, 5, (32, 16), 1)
+    assert sources == {"seed": "config", "K": "config", "latent_dim": "config",
+                       "hidden_dims": "preset"}                       # Config's field order
+    cfg, sources = resolve("--preset", "demo", "--config", my, "--latent-dim", 2,
+                           "--hidden-dims", 64, "--lr", 0.01)       # flags over both
+    assert (cfg.K, cfg.latent_dim, cfg.hidden_dims, cfg.seed, cfg.lr) == (6, 2, (64,), 1, 0.01)
+    assert sources == {"seed": "config", "K": "config", "latent_dim": "flag",
+                       "hidden_dims": "flag", "lr": "flag"}
+    cfg, sources = resolve("--config", my, "--K", 10)                # no preset
+    assert (cfg.K, sources["K"], sources["latent_dim"]) == (10, "flag", "config")
+    cfg, sources = resolve()                                         # nothing given
+    assert cfg == Config() and sources == {}
+    cfg, sources = resolve("--preset", "demo", "--K", Config().K)    # a default, typed: given
+    assert cfg.K == Config().K and sources["K"] == "flag"
+
+
+def test_a_shipped_presets_setting_is_varied_with_a_flag():
+    ssl_cons = presets.load("ssl-cons")
+    cfg, sources = resolve("--preset", "ssl-cons", "--strong-cutout", 3)
+    assert cfg.strong_cutout == 3 != ssl_cons["strong_cutout"]
+    assert sources["strong_cutout"] == "flag"
+    assert cfg.w_cons == ssl_cons["w_cons"] and sources["w_cons"] == "preset"
+
+
+def test_a_bad_overriding_value_is_one_sentence_and_exit_2(folder, tmp_path, capsys):
+    out = tmp_path / "never"
+    status, err = main(capsys, "--preset", "demo", "--latent-dim", 0, "--out", out)
+    assert status == 2 and err.count("\n") == 1 and not out.exists()
+    assert err.startswith("error: latent_dim = 0 (--latent-dim) is not allowed:")
+    my = tmp_path / "my.toml"
+    my.write_text("seed = 1\nK = 0\n")
     status, err = main(capsys, "--preset", "demo", "--config", my, "--out", out)
-    assert status == 2 and f"error: K = 6 in {my} contradicts preset demo" in err
-
-
-def test_run_length_and_names_are_adjustable(folder):
-    """epochs, patience, name, description and tags may differ from the preset's values: they
-    say how long a run trains and what it is called, not which model it is."""
-    (folder / "long.toml").write_text("# Long\nepochs = 150\npatience = 150\nname = 'long'\n"
-                                      "K = 4\n")
-    merged = presets.apply("long", {"name": "mine"}, {"epochs": 2, "patience": 1})
-    assert (merged["epochs"], merged["patience"], merged["name"], merged["K"]) == \
-        (2, 1, "mine", 4)
-    with pytest.raises(ConfigError, match="--K 5 contradicts preset long"):
-        presets.apply("long", {}, {"epochs": 2, "K": 5})
+    assert status == 2 and err.count("\n") == 1 and not out.exists()
+    assert err.startswith(f"error: config file {my}, line 2: K = 0 (--K) is not allowed:")
+    # a value that is fine alone but not with the preset's others
+    (folder / "classes.toml").write_text("# Classes\nmodel = 'gmm'\nK = 10\n")
+    status, err = main(capsys, "--preset", "classes", "--K", 5, "--out", out)
+    assert status == 2 and err.count("\n") == 1 and not out.exists()
+    assert err.startswith("error: K = 5 (--K) is not allowed: model gmm uses one component "
+                          "per class")
 
 
 def test_help_lists_the_presets_with_their_descriptions(folder):
@@ -113,15 +134,26 @@ def test_help_lists_the_presets_with_their_descriptions(folder):
 def test_a_preset_run_records_it_and_its_config_reruns_it(folder, tmp_path, capsys):
     data = write_digits_npz(tmp_path / "digits.npz", 300)
     out = tmp_path / "run"
-    status, err = main(capsys, "--preset", "demo", "--data", data, "--seed", 5, *TINY[:-1],
-                       "--out", out)
+    my = tmp_path / "my.toml"
+    my.write_text("K = 6\nlatent_dim = 5\n")
+    status, err = main(capsys, "--preset", "demo", "--config", my, "--data", data, "--seed", 5,
+                       "--latent-dim", 2, *TINY[:-1], "--out", out)
     assert status == 0, err
     assert "preset demo" in err                              # the start line names it
     cfg = read_config(out)
-    assert (cfg.K, cfg.latent_dim, cfg.hidden_dims, cfg.seed) == (4, 3, (32, 16), 5)
-    assert (out / "config.toml").read_text().startswith("# preset demo:")
+    assert (cfg.K, cfg.latent_dim, cfg.hidden_dims, cfg.seed) == (6, 2, (32, 16), 5)
+    text = (out / "config.toml").read_text()
+    assert text.startswith("# preset demo:")
+    for line in ("K = 6  # from --config", "latent_dim = 2  # from flag",
+                 "hidden_dims = [32, 16]  # from preset demo", "seed = 5  # from flag",
+                 f"lr = {Config().lr}"):                    # a default: no source
+        assert line + "\n" in text
     info = json.loads((out / "run.json").read_text())
     assert info["preset"] == "demo" and info["header"]["preset"] == "demo"
+    assert list(info["sources"].items()) == [
+        ("data", "flag"), ("seed", "flag"), ("K", "config"), ("latent_dim", "flag"),
+        ("hidden_dims", "preset"), ("epochs", "flag"), ("batch_size", "flag")]
+    assert list(info)[:4] == ["command", "preset", "sources", "header"]
     assert "**Preset:** demo" in (out / "REPORT.md").read_text()
     # the resolved config is the full config: alone, or with the same preset
     from npvae.training.cli import config_from_args

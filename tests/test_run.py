@@ -63,6 +63,10 @@ def test_a_run_without_preset_records_none(tiny_run):
     assert info["threads"] >= 1
     assert "**Preset:**" not in (tiny_run[0] / "REPORT.md").read_text()
     assert not (tiny_run[0] / "config.toml").read_text().startswith("#")
+    # the settings typed are the run's, from flags; the others are Config's defaults
+    assert info["sources"] == dict.fromkeys(["num_samples", "epochs", "batch_size", "name",
+                                             "tags"], "flag")
+    assert "name = \"tiny_test\"  # from flag\n" in (tiny_run[0] / "config.toml").read_text()
 
 
 def test_every_metric_is_finite(tiny_run):

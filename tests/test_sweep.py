@@ -18,6 +18,7 @@ from npvae.runs import runner as run
 from npvae.experiments.sweep import command as sweep
 from npvae.experiments.sweep import report as SR
 from npvae.reporting.baselines import BASELINES
+from npvae.training.cli import config_from_args, resolve
 from npvae.training.data import load_data
 from npvae.runs.rundir import read_config
 from npvae.engine.threads import available_cores
@@ -39,7 +40,7 @@ def test_grid_is_the_product_with_the_seed_varying_fastest():
     assert all(p["hidden_dims"] == (8, 4) and p["lr"] == 0.01 for p in points)
     argv = sweep.run_argv(points[0])
     assert argv == ["--K", "3", "--hidden-dims", "8", "4", "--lr", "0.01", "--seed", "1"]
-    cfg = run.config_from_args(run.build_parser().parse_args(argv))
+    cfg = config_from_args(run.build_parser().parse_args(argv))
     assert (cfg.K, cfg.hidden_dims, cfg.lr, cfg.seed) == (3, (8, 4), 0.01, 1)
     assert sweep.run_name(3, {"K": 4, "lr": 1e30, "seed": 2}, ["K", "lr", "seed"]) == \
         "003_K4_lr1e30_seed2"
@@ -147,8 +148,8 @@ def test_a_failing_point_is_reported_and_the_others_run(tmp_path, monkeypatch, c
     (["--K", "3", "0"], "error: K = 0 (--K) is not allowed: the number of components must be "
                         "at least 1."),
     (["--preset", "nope"], "error: unknown preset 'nope' (--preset); known presets: demo."),
-    (["--preset", "demo", "--K", "4", "6"], "error: --K 6 contradicts preset demo, which sets "
-                                            "K = 4;"),
+    (["--preset", "demo", "--K", "4", "0"], "error: K = 0 (--K) is not allowed: the number of "
+                                            "components must be at least 1."),
     (["--num-labeled", "10", "400"], "error: num_labeled=400 is not possible with 300 images"),
     (["--jobs", "0"], "error: --jobs 0 is not allowed"),
 ])
@@ -160,6 +161,24 @@ def test_bad_flags_exit_2_before_anything_runs(tmp_path, monkeypatch, capsys, fl
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_the_grid_overrides_the_preset(tmp_path, monkeypatch):
+    """Grid values are flags of each run, so they override the preset's (and a --config
+    file's) values; the rest of the preset stays."""
+    (tmp_path / "demo.toml").write_text("# Demo\nK = 4\nlatent_dim = 3\nlr = 0.002\n")
+    (tmp_path / "my.toml").write_text("lr = 0.003\nseed = 7\n")
+    monkeypatch.setattr(presets, "DIR", tmp_path)
+    ns = sweep.build_parser().parse_args(["--preset", "demo", "--config",
+                                          str(tmp_path / "my.toml"), "--K", "6", "8",
+                                          "--num-samples", "300", "--seed", "1", "2"])
+    points = sweep.grid(ns)
+    cfgs = sweep.check(points)
+    assert [(c.K, c.seed) for c in cfgs] == [(6, 1), (6, 2), (8, 1), (8, 2)]
+    assert {(c.latent_dim, c.lr) for c in cfgs} == {(3, 0.003)}
+    _, sources = resolve(run.build_parser().parse_args(sweep.run_argv(points[0])))
+    assert sources == {"num_samples": "flag", "seed": "flag", "K": "flag",
+                       "latent_dim": "preset", "lr": "config"}
 
 
 def test_a_malformed_value_is_argparses_one_sentence(capsys):

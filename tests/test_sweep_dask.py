@@ -147,7 +147,7 @@ def test_resume_on_the_cluster_runs_only_the_unfinished(cluster, tmp_path, capsy
     assert sweep.main([*tiny, "--out", str(out), "--dask", lc.scheduler_address]) == 0
     info = json.loads((out / "001_seed43" / "run.json").read_text())
     assert info["command"][3:7] == ["--config", str(toml), "--seed", "43"]
-    assert "epochs = 1\n" in (out / "001_seed43" / "config.toml").read_text()
+    assert "epochs = 1  # from --config\n" in (out / "001_seed43" / "config.toml").read_text()
     before = read_csv(out / "sweep.csv")
     (out / "rows" / "001_seed43.json").unlink()          # as if the sweep died before it
     (out / "001_seed43" / "REPORT.md").unlink()

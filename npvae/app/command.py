@@ -27,7 +27,7 @@ from npvae.experiments.active.loop import STRATEGY_NAMES
 from npvae.runs import rundir as R
 from npvae.runs import runner
 from npvae.training.checkpoint import CheckpointError
-from npvae.training.cli import add_config_flags, add_preset_flag, config_from_args
+from npvae.training.cli import add_config_flags, add_preset_flag, resolve
 from npvae.training.data import DataError
 
 from .labels import LabelError
@@ -104,15 +104,15 @@ def open_folder(args) -> Path:
         return folder
     if not args.preset and not args.config:
         args.preset = "ssl"
-    cfg = config_from_args(args)
+    cfg, sources = resolve(args)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder = runner.prepare_out(args.out or f"results/app_{stamp}", cfg, stamp, False)
     from .images import load_app_data
     load_app_data(cfg)                           # bad data: refused before the folder exists
     folder.mkdir(parents=True, exist_ok=True)
-    R.write_config(folder, cfg, args.preset)
+    R.write_config(folder, cfg, args.preset, sources)
     R.write_json(folder / APP_FILE, {"program": "npvae.app", "created": stamp,
-                                     "preset": args.preset, "data": cfg.data,
+                                     "preset": args.preset, "sources": sources, "data": cfg.data,
                                      "labels": "none at the start: every label is given in "
                                                "the app (labels.csv)"})
     return folder

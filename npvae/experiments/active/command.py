@@ -13,9 +13,10 @@ Cost: the first model of a seed is trained once and shared by every strategy of 
 joblib worker processes (--jobs, default one per core), each on cores // jobs threads, as
 in the sweep (npvae/experiments/sweep/command.py).
 
-Settings: every run flag (and --config, --preset); without --preset and --config the ssl
-preset is used (the semi-supervised model; ssl-cons is more accurate but trains far longer:
-docs/presets.md). --seed takes several values.
+Settings: every run flag (and --config, --preset), with npvae.run's precedence (defaults <
+preset < --config < flags); without --preset and --config the ssl preset is used (the
+semi-supervised model; ssl-cons is more accurate but trains far longer: docs/presets.md).
+--seed takes several values.
 
 Writes, in --out (default results/active_<YYYYmmdd_HHMMSS>/), through
 npvae/experiments/active/report.py: ACTIVE.md (table and curves of held-out accuracy against labels

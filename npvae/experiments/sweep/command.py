@@ -1,14 +1,15 @@
 """`python -m npvae.sweep --seed 42 43 44 45 46 [--K 5 10] [--preset ssl]`: a grid of runs.
 
 Every run flag (generated from Config, plus --preset and --config) takes one or more values;
-the grid is the product of them. Each grid point is an ordinary run, `python -m npvae.run`
-with that point's flags (npvae.runs.runner.main, called in a worker process), in its own folder
-under the sweep folder (--out, default results/sweep_<YYYYmmdd_HHMMSS>/). Several run at once in
-joblib's loky worker processes, each with its share of the cores: --jobs J processes (default:
-one per core, at most one per run) x max(1, cores // J) threads, set through $NPVAE_THREADS
-(the fast engine's thread count) and a BLAS limit. With --dask ADDRESS the runs are tasks on
-a Dask cluster instead (npvae/experiments/sweep/cluster.py; --dask local starts one on this
-machine).
+the grid is the product of them. A point's values are flags of its run, so they override its
+preset and --config file (`--preset ssl-cons --w-cons 10 30` varies w_cons on ssl-cons). Each
+grid point is an ordinary run, `python -m npvae.run` with that point's flags
+(npvae.runs.runner.main, called in a worker process), in its own folder under the sweep folder
+(--out, default results/sweep_<YYYYmmdd_HHMMSS>/). Several run at once in joblib's loky worker
+processes, each with its share of the cores: --jobs J processes (default: one per core, at most
+one per run) x max(1, cores // J) threads, set through $NPVAE_THREADS (the fast engine's thread
+count) and a BLAS limit. With --dask ADDRESS the runs are tasks on a Dask cluster instead
+(npvae/experiments/sweep/cluster.py; --dask local starts one on this machine).
 
 Every grid point is checked (flags, presets, data) before anything runs: a bad one stops the
 sweep with the run command's one-sentence error, exit status 2. A run that fails (an exception,
