@@ -1,5 +1,5 @@
 """Model gmm with a convolutional encoder and/or decoder (Config.encoder / decoder = "conv",
-npvae/core/convnet.py; the engine npvae/engine/convgmm.py).
+npvae/core/convnet.py; the engine npvae/engine/gmm.py:GMMEngine).
 
 Gradient checks as in test_gmm.py: float64 central differences of the full loss with the noise
 frozen, every weight non-zero, batches with no labeled row and several, every entry of every
