@@ -77,11 +77,11 @@ class Engine:
             self.laps[name] = self.laps.get(name, 0.0) + t - t0
         return t
 
-    def thread_grads(self, g, key: str) -> list:
-        """One gradient buffer shaped like g per thread for the work named key, made (zeroed)
-        at the first call and reused: entries that work never writes stay 0."""
+    def thread_grads(self, g, key: str, first: int = 0) -> list:
+        """A gradient buffer shaped like g for each thread from `first` on, for the work named
+        key, made (zeroed) at the first call and reused: entries that work never writes stay 0."""
         if key not in self._grads:
-            self._grads[key] = [g.zeros_like() for _ in range(self.threads)]
+            self._grads[key] = [g.zeros_like() for _ in range(first, self.threads)]
         return self._grads[key]
 
     @staticmethod

@@ -54,7 +54,7 @@ class GMMEngine(Engine):
         t0, B, cfg = time.perf_counter(), x.shape[0], self.train_cfg
         rows, latent = [None] * self.threads, {}
         # thread 0 writes into g itself; the others' buffers stay 0 at the prior's entries
-        grads = [g] + self.thread_grads(g, "step")[1:]
+        grads = [g] + self.thread_grads(g, "step", first=1)
         dec = g.layout.offsets[g.layout.names.index("dec0.W")]    # the decoder: g.flat[dec:]
 
         def step(t, i0, i1, barrier, g_t):     # A. rows: forward, decoder backward to dz
