@@ -45,6 +45,21 @@ class Config:
     val_fraction: float = setting(
         0.1, "data", "share of images held out for validation",
         Rule(lambda v: 0.0 < v < 1.0, "it must lie strictly between 0 and 1"))
+    image_shape: tuple[int, ...] = setting(
+        (), "data", "H W or H W C of the images (C 1: grey, 3: RGB); empty: taken from the "
+        "data, square grey images of input_dim pixels without data",
+        Rule(lambda v: len(v) in (0, 2, 3) and all(d >= 1 for d in v) and
+             (len(v) < 3 or v[2] in (1, 3)),
+             "give H W (grey) or H W C with C 1 (grey) or 3 (RGB), e.g. 32 32 3"),
+        extension=True)
+    resize: int | None = setting(
+        None, "data", "a folder of images of several sizes: resize each to S x S pixels "
+        "(none: every image must have the same size)",
+        Rule(lambda v: v is None or 1 <= v <= 1024, "give a side in 1..1024 pixels (or none)"),
+        extension=True)
+    class_names: tuple[str, ...] = setting(
+        (), "data", "names of the classes 0, 1, ..; empty: taken from the data (a folder's "
+        "class folders, a .npz's `classes`), else the numbers", extension=True)
     # model (spec section 2)
     model: str = setting(
         "mixture", "model", "mixture (the seed's model) or gmm (a Gaussian-mixture prior whose "
@@ -106,6 +121,11 @@ class Config:
     aug_shift: float = setting(0.0, "augmentation",
                                "training batches: random shift up to +- pixels", PIXELS,
                                extension=True)
+    aug_side: int | None = setting(
+        None, "augmentation", "the image side that aug_shift, strong_shift and strong_cutout "
+        "are given for: they scale with the data's shorter side (presets: 28; none: pixels of "
+        "the data's images)", Rule(lambda v: v is None or v >= 1, "it must be at least 1 (or "
+        "none: the sizes are pixels of the data's images)"), extension=True)
     w_cons: float = setting(
         0.0, "augmentation", "model gmm: weight of the consistency of q(c|x) between each "
         "unlabeled image and its strong view (0: off; docs/math.md, section 17)",
@@ -167,20 +187,34 @@ class Config:
                 setattr(self, f.name, tuple(v))
 
     # ------------------------------------------------------------------ checks
-    def validate(self) -> "Config":
+    def validate(self, shape: bool = True) -> "Config":
         """Raise ConfigError naming the first bad setting; return self when all are fine.
         Each field's own check first (npvae/core/settings.py:check_fields), then the rules
-        that tie fields together."""
+        that tie fields together. shape False: leave out the rules that need the images'
+        shape (conv sides, warp and cutout sizes), for a Config whose data is not loaded yet
+        (npvae/training/data.py:fit_to_data checks them once it is)."""
         check_fields(self)
         self._need(self.model != "gmm" or self.K == self.num_classes, "K",
                    f"model gmm uses one component per class, so K must equal num_classes "
                    f"({self.num_classes})")
-        self._check_conv()
+        self._need(not self.image_shape or math.prod(self.image_shape) == self.input_dim,
+                   "image_shape", f"its {math.prod(self.image_shape)} values per image must "
+                   f"equal input_dim ({self.input_dim})")
+        self._need(not self.class_names or len(self.class_names) == self.num_classes,
+                   "class_names", f"give one name per class (num_classes = {self.num_classes})")
         for name in ("warmup_epochs", "anneal_epochs"):       # the fast seed engine has none
             self._need(self.model == "gmm" or getattr(self, name) == 0, name,
                        "the staged KL schedule is part of model gmm (--model gmm); leave it at "
                        "0 for the seed's model")
-        self._check_consistency()
+        self._need(self.w_cons == 0 or self.model == "gmm", "w_cons",
+                   "the consistency term acts on model gmm's q(c|x) (--model gmm); leave it at 0 "
+                   "for the seed's model")
+        self._need(not self.convolutional or self.model == "gmm",
+                   "encoder" if self.encoder == "conv" else "decoder",
+                   "the convolutional networks are part of model gmm (--model gmm) for now")
+        if shape:
+            self._check_conv()
+            self._check_sizes()
         return self
 
     def _need(self, ok: bool, name: str, says: str) -> None:
@@ -188,32 +222,41 @@ class Config:
             refuse(name, getattr(self, name), says)
 
     def _check_conv(self) -> None:
-        """The convolutional encoder / decoder (npvae/core/convnet.py): model gmm only, on
-        square images whose side the stride-2 layers can halve len(conv_channels) times."""
+        """The convolutional encoder / decoder (npvae/core/convnet.py): images whose height
+        and width the stride-2 layers can halve len(conv_channels) times."""
         if not self.convolutional:
             return
         name = "encoder" if self.encoder == "conv" else "decoder"
-        self._need(self.model == "gmm", name, "the convolutional networks are part of model "
-                   "gmm (--model gmm) for now")
-        side, halvings = self.image_side, 2 ** len(self.conv_channels)
-        self._need(side is not None and side % halvings == 0, "input_dim",
-                   f"a convolutional {name} needs square images whose side is divisible by "
-                   f"2**len(conv_channels) = {halvings} (e.g. 784 = 28 x 28 with 2 channel "
-                   f"entries)")
+        halvings = 2 ** len(self.conv_channels)
+        self._need(self.shape is not None, name,
+                   f"a convolutional {name} needs the images' height and width, and "
+                   f"{self.input_dim} pixels are not a square: give image_shape (--image-shape)")
+        H, W, _ = self.shape
+        self._need(H % halvings == 0 and W % halvings == 0, "conv_channels",
+                   f"{len(self.conv_channels)} stride-2 layers need a height and width "
+                   f"divisible by 2**{len(self.conv_channels)} = {halvings}, and the images are "
+                   f"{H} x {W}: use fewer layers or --resize to a multiple of {halvings}")
 
-    def _check_consistency(self) -> None:
-        """The consistency term (npvae/core/gmm.py): model gmm only, and a strong view whose
-        warp and cutout fit the image."""
-        self._need(self.w_cons == 0 or self.model == "gmm", "w_cons",
-                   "the consistency term acts on model gmm's q(c|x) (--model gmm); leave it at 0 "
-                   "for the seed's model")
-        side = self.image_side or round(self.input_dim ** 0.5)
-        self._need(self.w_cons == 0 or self.image_side, "w_cons",
-                   f"the strong view warps square images, and {self.input_dim} pixels are not "
-                   f"a square")
-        self._need(self.strong_cutout >= 0 and (self.w_cons == 0 or self.strong_cutout < side),
-                   "strong_cutout",
-                   f"give a side in pixels from 0 to less than the image's ({side})")
+    def _check_sizes(self) -> None:
+        """Warps and the strong view's cutout (npvae/engine/augment.py) need the images'
+        shape, and their sizes in pixels (after aug_side's scaling) must fit the image."""
+        warps = self.augments or self.w_cons
+        self._need(not warps or self.shape is not None,
+                   "w_cons" if self.w_cons else "aug_rotate",
+                   f"the warps need the images' height and width, and {self.input_dim} pixels "
+                   f"are not a square: give image_shape (--image-shape)")
+        side = self.image_side or 28
+        for name in ("aug_shift", "strong_shift"):
+            self._need(self.pixels(name) <= side / 2, name,
+                       f"give pixels in [0, {side / 2:g}] (half the image's side)" +
+                       (f"; it is {self.pixels(name):g} pixels at the data's side {side}, "
+                        f"scaled from aug_side {self.aug_side}" if self.aug_side else ""))
+        self._need(self.strong_cutout >= 0 and (self.w_cons == 0 or
+                                                self.cutout_pixels() < side),
+                   "strong_cutout", f"give a side in pixels from 0 to less than the image's "
+                   f"({side})" + (f"; it is {self.cutout_pixels()} pixels at the data's side, "
+                                  f"scaled from aug_side {self.aug_side}"
+                                  if self.aug_side else ""))
 
     # ------------------------------------------------------------ conversions
     def to_dict(self, compact: bool = False) -> dict:
@@ -245,10 +288,33 @@ class Config:
         return "conv" in (self.encoder, self.decoder)
 
     @property
-    def image_side(self) -> int | None:
-        """The side of the square images of input_dim pixels (28 for 784), None if not square."""
+    def shape(self) -> tuple[int, int, int] | None:
+        """(H, W, C) of the images. Each row of x holds one image's C x H x W values, channel
+        after channel (C 1: grey, 3: red, green, blue). image_shape if given (C 1 when it
+        gives H W), else square grey images of input_dim pixels ((28, 28, 1) for 784); None
+        when input_dim is not a square and image_shape is empty (dense networks only)."""
+        if self.image_shape:
+            return (*self.image_shape, 1)[:3]
         side = round(self.input_dim ** 0.5)
-        return side if side * side == self.input_dim else None
+        return (side, side, 1) if side * side == self.input_dim else None
+
+    @property
+    def image_side(self) -> int | None:
+        """The images' shorter side (28 for 784 pixels), None when the shape is unknown."""
+        return None if self.shape is None else min(self.shape[:2])
+
+    def pixels(self, name: str) -> float:
+        """The size in pixels of the data's images of setting `name` (aug_shift, strong_shift,
+        strong_cutout): its value, scaled by image_side / aug_side when aug_side is set (a
+        preset tuned on 28 x 28 digits keeps its proportions on 8 x 8 or 64 x 64 images)."""
+        value = getattr(self, name)
+        if self.aug_side is None or self.image_side is None:
+            return value
+        return value * self.image_side / self.aug_side
+
+    def cutout_pixels(self) -> int:
+        """The strong view's cutout side in whole pixels (pixels("strong_cutout"), rounded)."""
+        return int(round(self.pixels("strong_cutout")))
 
     @property
     def augments(self) -> bool:

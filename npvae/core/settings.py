@@ -72,7 +72,7 @@ def widths(what: str, example: str) -> Rule:
 WEIGHT = Rule(lambda v: v >= 0, "it must be >= 0 (only w_div may be negative)")
 FRACTION = Rule(lambda v: 0.0 <= v < 1.0, "it must lie in [0, 1)")
 DEGREES = Rule(lambda v: 0.0 <= v <= 180.0, "give degrees in [0, 180]")
-PIXELS = Rule(lambda v: 0.0 <= v <= 14.0, "give pixels in [0, 14]")   # half a 28-pixel side
+PIXELS = Rule(lambda v: v >= 0.0, "give pixels, 0 or more")   # the upper bound: Config._check_sizes
 FINITE = Rule(lambda v: v == v and abs(v) != float("inf"), "it must be a finite number")
 
 
