@@ -15,6 +15,10 @@ folder    the colour images (or grey with --grey) as PNG files in the ImageFolde
           root/<class name>/<index>.png, plus --unlabeled images in root/unlabeled/.
 
 Everything is drawn from --seed, so the same command writes the same files.
+
+What to expect: one line naming what was written, its image shape and number of classes;
+digits8 takes about 2 seconds, colour about 5 seconds for 5000 images, folder about 3 seconds
+for 500 files. docs/running.md ("Your own images") runs npvae on each.
 """
 from __future__ import annotations
 
@@ -74,7 +78,8 @@ def write_folder(root: Path, x: np.ndarray, y: np.ndarray, unlabeled: int) -> No
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=("digits8", "colour", "folder"))
     ap.add_argument("out", type=Path, help="the .npz file (digits8, colour) or folder to write")
     ap.add_argument("--n", type=int, default=5000, help="images (colour, folder)")

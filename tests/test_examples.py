@@ -50,8 +50,8 @@ def digits_run(tmp_path_factory):
 
 
 SCRIPTS = ["compare_k.py", "computational_graph.py", "elbo_gap.py", "generate_digits.py",
-           "gradient_check.py", "latent_traversal.py", "sklearn_pipeline.py", "train_minimal.py",
-           "worked_backward.py"]
+           "gradient_check.py", "image_sets.py", "latent_traversal.py", "sklearn_pipeline.py",
+           "train_minimal.py", "worked_backward.py"]
 
 
 def load_example(name: str):
@@ -256,3 +256,22 @@ def test_sklearn_pipeline(tmp_path):
                                    rows.values())
     assert rows["LabelSpreading (pixels, knn 7)"][0] > 0.4
     assert "300 images: 270 training" in proc.stdout
+
+
+def test_image_sets_writes_the_stated_shapes(tmp_path):
+    """digits8: scikit-learn's 1797 8 x 8 digits; colour: tinted RGB digits channel-last with
+    class names; folder: the ImageFolder layout, a folder per class plus unlabeled/."""
+    run("image_sets.py", "digits8", tmp_path / "d8.npz", env_extra={})
+    run("image_sets.py", "colour", tmp_path / "c.npz", "--n", 40, "--side", 12, env_extra={})
+    run("image_sets.py", "folder", tmp_path / "f", "--n", 60, "--side", 10, "--unlabeled", 10,
+        env_extra={})
+    with np.load(tmp_path / "d8.npz") as d:
+        assert d["x"].shape == (1797, 8, 8) and d["x"].dtype == np.uint8 and d["x"].max() == 255
+        assert sorted(np.unique(d["y"])) == list(range(10))
+    with np.load(tmp_path / "c.npz") as c:
+        assert c["x"].shape == (40, 12, 12, 3) and len(c["classes"]) == 10
+        # every class's strokes have their own colour: the channels differ
+        assert np.abs(c["x"][..., 0].astype(int) - c["x"][..., 1]).max() > 50
+    folders = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert "unlabeled" in folders and len(list((tmp_path / "f" / "unlabeled").glob("*.png"))) == 10
+    assert sum(len(list((tmp_path / "f" / name).glob("*.png"))) for name in folders) == 60
