@@ -280,3 +280,23 @@ def _toml(v):
     if isinstance(v, tuple):
         return "[" + ", ".join(map(str, v)) + "]"
     return str(v)
+
+
+def test_query_grids_draw_colour_images_titled_with_class_names(tmp_path, monkeypatch):
+    """ACTIVE.md's query grids draw 8x12 RGB images at their shape, titled with the revealed
+    label's name (? for a skipped image)."""
+    from npvae.experiments.active.report import plot_queries
+    from npvae.reporting import plots
+
+    figures, close = [], plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: figures.append(fig))
+    x = np.random.default_rng(0).random((10, 3 * 8 * 12), dtype=np.float32)
+    rounds = [{"round": 0, "queried": [1, 2], "revealed": [2, -1]},
+              {"round": 1, "queried": [3], "revealed": [0]}]
+    out = plot_queries(x, rounds, tmp_path / "q.png", "queries", (8, 12, 3),
+                       ("cat", "dog", "fox"))
+    assert out.is_file()
+    axes = figures[-1].axes
+    assert [ax.get_title() for ax in axes if ax.get_images()] == ["#1: fox", "#2: ?", "#3: cat"]
+    assert axes[0].get_images()[0].get_array().shape == (8, 12, 3)
+    close(figures[-1])

@@ -26,6 +26,7 @@ pytest.importorskip("plotly", reason="the app extra (plotly) is not installed")
 from benchmarks.app_driver import AppProcess, pid_alive, request, tiny_config  # noqa: E402
 from benchmarks.app_driver import labels_csv as rows, wait_for  # noqa: E402
 
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 # ---------------------------------------------------------------------------- the apps
@@ -47,7 +48,9 @@ class Shared:
             Image.fromarray(im).save(root / "pngs" / f"img{i:04d}.png")
         np.savez(root / "x.npz", x=self.images)
         (root / "cfg").mkdir()
-        nolabels = str(tiny_config(root / "cfg", None))
+        nolabels = tiny_config(root / "cfg", None)       # (and classes with names)
+        nolabels.write_text(nolabels.read_text() + f"class_names = {NAMES}\n".replace("'", '"'))
+        nolabels = str(nolabels)
         start = {"one": ("--config", str(self.cfg), "--out", "runs/one", "--round-epochs", "1"),
                  "token": ("--config", str(self.cfg), "--out", "tok", "--host", "0.0.0.0"),
                  "png-folder": ("--config", nolabels, "--data", str(root / "pngs"), "--out",
@@ -185,6 +188,7 @@ def test_label_undo_train_through_the_api(app):
     with np.load(app.folder / "labeled.npz") as f:
         assert sorted(f["y"].tolist()) == [3, 5]
         assert f["x"].shape == (2, 28, 28) and f["x"].dtype == np.uint8
+        assert f["classes"].tolist() == [str(c) for c in range(10)]
 
 
 def test_a_lasso_selection_is_inspected_then_labelled_as_the_queue(app):
@@ -251,6 +255,8 @@ def test_data_without_labels(app):
     for proc in procs.values():
         _, state = proc.get("api/state")
         assert state["n"] == 150 and state["has_truth"] is False
+        assert state["class_names"] == NAMES and state["image_shape"] == [28, 28, 1]
+        assert proc.get("api/components")[1]["classes"] == NAMES
         _, points = proc.get("api/points")
         assert points["truth"] is None and len(points["x"]) == 150
         status, png = proc.get("api/image/0.png")
@@ -265,6 +271,8 @@ def test_data_without_labels(app):
         prog = wait_for(lambda: (p := proc.get("api/progress")[1])["status"] == "done" and p,
                         what=f"a round on data without labels ({kind})")
         assert prog["labels"] == 1 and prog["accuracy"] is None
+        with np.load(io.BytesIO(proc.get("api/export.npz")[1])) as f:
+            assert f["classes"].tolist() == NAMES and f["y"].tolist() == [4]
         proc.stop()
 
 

@@ -186,3 +186,56 @@ def test_label_train_reload_kill_and_restart(tmp_path, started, browser):
     finally:
         if again is not None:
             again.stop()
+
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture
+def named(tmp_path):
+    """An app whose classes have names (class_names in its settings)."""
+    config = tiny_config(tmp_path)
+    config.write_text(config.read_text() + f"class_names = {NAMES}\n".replace("'", '"'))
+    app = AppProcess("--config", str(config), "--out", "runs/named", cwd=tmp_path, wait=False)
+    yield app
+    app.stop()
+
+
+def test_classes_by_name_and_the_type_to_filter_picker(tmp_path, named):
+    """The page names the classes (the cards, the key help, the counts, the legend); typing
+    in the picker and Enter labels the focused image with the class the text names, and an
+    ambiguous text labels nothing but says which classes it could be."""
+    try:
+        browser = start_chromium(tmp_path / "profile")
+    except RuntimeError as err:
+        pytest.skip(str(err))
+    folder = tmp_path / "runs" / "named"
+    try:
+        browser.get(named.ready().url)
+        wait_for(lambda: attr(browser, "scatter", "version") == "0" and len(cards(browser)) == 12,
+                 60, what="the first paint")
+        assert "model: " in by_id(browser, "queue").text
+        guess = browser.find_element(By.CSS_SELECTOR, "#queue .card .guess").text
+        assert guess.split("model: ")[1] in NAMES
+        assert "0: zero" in by_id(browser, "keys-help").text
+        options = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#class-list option')).map(o => o.value)")
+        assert options == NAMES
+        first = cards(browser)[:2]
+        press(browser, "/")                                  # the picker gets the focus
+        picker = by_id(browser, "picker")
+        assert browser.switch_to.active_element == picker
+        picker.send_keys("fiv\n")
+        wait_for(lambda: labelled(folder) == [(first[0], 5)], 30, what="a label by name")
+        picker.send_keys("t\n")                              # two or three?
+        wait_for(lambda: "which one" in by_id(browser, "message").text, 30,
+                 what="the ambiguous name")
+        assert "two" in by_id(browser, "message").text and len(labelled(folder)) == 1
+        picker.clear()
+        picker.send_keys("EIGHT\n")                          # any case
+        wait_for(lambda: labelled(folder) == [(first[0], 5), (first[1], 8)], 30,
+                 what="a second label by name")
+        assert "five:1" in by_id(browser, "counts").text
+        assert "five" in by_id(browser, "legend").text       # label given: named swatches
+    finally:
+        browser.quit()

@@ -69,6 +69,69 @@ def test_png_and_projection():
     assert np.allclose(project_2d(mu[:, :2]), mu[:, :2])
 
 
+@pytest.mark.parametrize("shape", [(8, 12, 1), (8, 12, 3)], ids=["grey", "RGB"])
+def test_png_bytes_round_trips_grey_and_colour_images_at_their_shape(shape):
+    """A row of channel-first values comes back from the PNG as an (H, W) grey or (H, W, 3)
+    RGB image, to the nearest of 256 levels."""
+    from PIL import Image
+
+    H, W, C = shape
+    row = np.random.default_rng(0).random(C * H * W, dtype=np.float32)
+    with Image.open(io.BytesIO(png_bytes(row, shape))) as im:
+        assert im.mode == ("L" if C == 1 else "RGB") and im.size == (W, H)
+        back = np.asarray(im, np.float64) / 255
+    want = row.reshape(C, H, W).transpose(1, 2, 0).squeeze(-1 if C == 1 else ())
+    assert back.shape == want.shape and np.abs(back - want).max() <= 0.5 / 255 + 1e-6
+    with Image.open(io.BytesIO(png_bytes(row))) as im:         # unknown shape: a strip
+        assert im.size == (C * H * W, 1)                     # (96 and 288: no squares)
+
+
+def _export_session(folder, x, shape, classes):
+    """A Session holding just what export() reads (the data helper loads real ones)."""
+    from npvae.app.session import Session
+
+    s = Session.__new__(Session)
+    s.folder, s.x, s.shape, s.classes = folder, x, shape, classes
+    s.labels = L.LabelStore(folder, len(x), len(classes))
+    return s
+
+
+def test_export_writes_colour_images_channel_last_with_the_class_names(tmp_path):
+    H, W = 8, 12
+    x = np.random.default_rng(0).random((6, 3 * H * W), dtype=np.float32)
+    s = _export_session(tmp_path, x, (H, W, 3), ("cat", "dog", "fox"))
+    s.labels.label(4, 2, "queue:typical")
+    s.labels.label(1, 0, "queue:typical")
+    with np.load(io.BytesIO(s.export())) as f:
+        assert f["x"].shape == (2, H, W, 3) and f["x"].dtype == np.uint8
+        assert f["classes"].tolist() == ["cat", "dog", "fox"]
+        assert f["y"].tolist() == [0, 2] and f["index"].tolist() == [1, 4]
+        want = np.rint(x[1].reshape(3, H, W).transpose(1, 2, 0) * 255)
+        assert np.array_equal(f["x"][0], want)
+    with np.load(tmp_path / "labeled.npz") as f:          # no pickles needed to read it
+        assert f["x"].shape == (2, H, W, 3)
+    (tmp_path / "g").mkdir()
+    grey = _export_session(tmp_path / "g", x[:, :H * W], (H, W, 1), ("0", "1"))
+    grey.labels.label(3, 1, "lasso")
+    with np.load(io.BytesIO(grey.export())) as f:
+        assert f["x"].shape == (1, H, W) and f["classes"].tolist() == ["0", "1"]
+
+
+def test_the_components_view_names_classes_and_draws_colour_images():
+    from PIL import Image
+
+    from npvae.app.components import components_view
+
+    q = np.eye(3)[[0, 1, 2, 2]]
+    images = np.random.default_rng(0).random((3, 3 * 8 * 12))
+    view = components_view({"q": q, "comp_images": images}, np.array([0, 1, -1, 2]), None, 3,
+                           (8, 12, 3), ("cat", "dog", "fox"))
+    assert view["classes"] == ["cat", "dog", "fox"]
+    png = base64.b64decode(view["components"][0]["image"].split(",", 1)[1])
+    assert np.asarray(Image.open(io.BytesIO(png))).shape == (8, 12, 3)
+    assert components_view({"q": q}, np.full(4, -1), None, 3)["classes"] == ["0", "1", "2"]
+
+
 def test_the_components_view_from_outputs():
     from npvae.app.components import component_images, components_view
     from npvae.core.config import Config

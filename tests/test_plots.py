@@ -195,3 +195,111 @@ def test_all_figures_into_a_run_folder(tmp_path):
                                            F["reconstruction_by_component"])
     for rel in SEED_PATHS:
         _check_png(tmp_path / rel)
+
+
+# ------------------------------------------------------------ other images, other classes
+
+def _drawn_images(fig) -> list[np.ndarray]:
+    """The arrays of every image a figure shows (AxesImage), in axes order."""
+    return [im.get_array() for ax in fig.axes for im in ax.get_images()]
+
+
+@pytest.fixture
+def keep_figures(monkeypatch):
+    """The figures the plot functions draw, kept open (they close them after saving) so
+    that a test can read their matplotlib objects; closed at the end."""
+    figures, close = [], plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: figures.append(fig))
+    yield figures
+    for fig in figures:
+        close(fig)
+
+
+SHAPES = {"grey 8x8": (8, 8, 1), "RGB 8x12": (8, 12, 3)}
+CLASSES = {3: ("cat", "dog", "fox"), 15: tuple(f"kind{c:02d}" for c in range(15))}
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_image_figures_draw_at_the_data_shape(tmp_path, keep_figures, shape):
+    """Reconstructions and reconstruction by component show (H, W) grey or (H, W, 3) colour
+    images, each the row's channel-first values put back channel-last."""
+    H, W, C = shape
+    rng = np.random.default_rng(0)
+    x = rng.random((8, C * H * W), dtype=np.float32)
+    _check_png(plots.plot_reconstructions(x, x[::-1], tmp_path / "rec.png", shape=shape),
+               min_side=100)
+    drawn = _drawn_images(keep_figures[-1])
+    want = (H, W) if C == 1 else (H, W, 3)
+    assert len(drawn) == 16 and all(a.shape == want for a in drawn)
+    assert np.allclose(drawn[0], x[0].reshape(C, H, W).transpose(1, 2, 0).squeeze())
+    K = 3
+    probs = rng.random((3, K, C * H * W))
+    q = rng.dirichlet(np.ones(K), size=3)
+    _check_png(plots.plot_reconstruction_by_component(x[:3], probs, q, x[3:6],
+                                                      tmp_path / "rbc.png", shape=shape),
+               min_side=100)
+    drawn = _drawn_images(keep_figures[-1])
+    assert len(drawn) == 3 * (K + 2) and all(a.shape == want for a in drawn)
+
+
+def test_an_image_of_unknown_shape_is_drawn_as_a_strip(tmp_path, keep_figures):
+    x = np.random.default_rng(0).random((4, 30))
+    _check_png(plots.plot_reconstructions(x, x, tmp_path / "rec.png"), min_side=50)
+    assert _drawn_images(keep_figures[-1])[0].shape == (1, 30)
+
+
+@pytest.mark.parametrize("C", CLASSES, ids=lambda c: f"{c} classes")
+@pytest.mark.parametrize("d", [1, 2])
+def test_the_latent_legend_names_the_classes(tmp_path, keep_figures, C, d):
+    rng = np.random.default_rng(1)
+    names = CLASSES[C]
+    y = np.arange(300) % C
+    _check_png(plots.plot_latent_by_label(rng.normal(size=(300, d)), y, tmp_path / "lab.png",
+                                          names, "class"))
+    legend = keep_figures[-1].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == list(names)
+    assert legend.get_title().get_text() == "class"
+    colours = {tuple(h.get_facecolor()[0]) for h in legend.legend_handles}
+    assert len(colours) == C                              # one colour per class
+    if d == 1:                                            # the classes name the y axis
+        ticks = [t.get_text() for t in keep_figures[-1].axes[0].get_yticklabels()]
+        assert ticks == list(names)
+
+
+def test_model_gmm_names_its_components_by_class(tmp_path, keep_figures):
+    rng = np.random.default_rng(2)
+    names = CLASSES[3]
+    plots.plot_latent_by_component(rng.normal(size=(90, 2)), np.arange(90) % 3, 3,
+                                   tmp_path / "comp.png", names)
+    texts = [t.get_text() for t in keep_figures[-1].axes[0].get_legend().get_texts()]
+    assert texts == ["c0 cat (30)", "c1 dog (30)", "c2 fox (30)"]
+    plots.plot_embedding_divergence(rng.normal(size=(3, 2)), tmp_path / "div.png",
+                                    classes=names)
+    ticks = [t.get_text() for t in keep_figures[-1].axes[0].get_xticklabels()]
+    assert ticks == ["c0 cat", "c1 dog", "c2 fox"]
+
+
+@pytest.mark.parametrize("shape,C", [((8, 12, 3), 3), ((8, 8, 1), 15)])
+def test_draw_figures_of_a_run_on_other_images(tmp_path, shape, C):
+    """summarize's figures for a model on 8x12 RGB images of 3 named classes, or 8x8 grey
+    images of 15: every figure drawn, the legend naming the classes."""
+    from npvae.core.config import Config
+    from npvae.core.params import init_params
+    from npvae.reporting import summary as S
+    from npvae.training.data import make_splits
+
+    H, W, Ch = shape
+    cfg = Config(input_dim=Ch * H * W, image_shape=shape, num_classes=C, K=C, model="gmm",
+                 class_names=CLASSES[C], latent_dim=2, hidden_dims=(8,), decoder_dims=(8,),
+                 classifier_dims=(4,)).validate()
+    rng = np.random.default_rng(0)
+    N = 60
+    x = rng.random((N, cfg.input_dim), dtype=np.float32)
+    y = np.arange(N) % C
+    splits = make_splits(N, 6, 0, 0.2)
+    p = init_params(cfg, rng)
+    hist = _history(2, C, rng)
+    drawn = S.draw_figures(tmp_path, p, cfg, x, y, splits, hist)
+    assert len(drawn) == 8
+    for rel in SEED_PATHS:
+        _check_png(tmp_path / rel, min_side=100)

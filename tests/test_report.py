@@ -217,3 +217,37 @@ def test_failed_render_leaves_existing_report_untouched(tmp_path):
     with pytest.raises(ValueError):
         report.write_report(tmp_path, {"loss": 1.0}, CONFIG, HEADER)
     assert path.read_text() == before
+
+
+def test_other_images_and_named_classes_are_said_and_shown_by_name():
+    """Data of named classes: a line under Data names the images and classes, and the rows
+    that list classes show their names (summary.json keeps the numbers)."""
+    s = _summary(np.random.default_rng(6))
+    s.update(component_majority_labels=[0, 2, 2, 1], labeled_train_classes=[0, 2],
+             labeled_train_per_class=[3, 0, 5], labeled_train_count=8)
+    config = {**CONFIG, "input_dim": 8 * 12 * 3, "image_shape": [8, 12, 3], "num_classes": 3,
+              "class_names": ["cat", "dog", "fox"]}
+    text = report.render_report(s, config, HEADER)
+    assert "- seed: 42\n- Images: 8 x 12 RGB, 3 classes: cat, dog, fox\n\n### Model" in text
+    values = {m: v for _, m, v in _table_rows(text)}
+    assert values["Component Majority Labels"] == "[cat, fox, fox, dog]"
+    assert values["Classes With Training Labels"] == "[cat, fox]"
+    assert values["Labeled Training Images Per Class"] == "[cat: 3, dog: 0, fox: 5]"
+    assert values["Labeled Training Images"] == "8"
+
+
+def test_the_seed_digits_keep_the_seed_lines_and_other_shapes_say_theirs():
+    s = _summary(np.random.default_rng(7))
+    digits = {**CONFIG, "input_dim": 784, "image_shape": [], "num_classes": 10,
+              "class_names": []}
+    text = report.render_report(s, digits, HEADER)
+    assert SEED_CONFIG in text and "Images:" not in text
+    assert "[1, 1, 8, 1, 0, 6, 0, 1, 1, 9]" in text
+    assert SEED_CONFIG in report.render_report(s, {**digits, "image_shape": [28, 28, 1]},
+                                               HEADER)
+    grey = report.render_report(s, {**digits, "input_dim": 64, "num_classes": 15}, HEADER)
+    assert ("- Images: 8 x 8 grey, 15 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "
+            "13, 14\n") in grey
+    many = report.render_report(s, {**digits, "num_classes": 30,
+                                    "class_names": [f"k{c}" for c in range(30)]}, HEADER)
+    assert "30 classes: k0, k1," in many and "k19, ... (10 more)" in many

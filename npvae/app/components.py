@@ -1,7 +1,8 @@
 """The Components view: what each mixture component draws and which labels fall in it.
 
-    component_images(p, cfg, mu, comp) -> (K, 784)   one decoded image per component
-    components_view(out, y_known, y, C) -> dict      usage, majority labels, confusion tables
+    component_images(p, cfg, mu, comp) -> (K, D)     one decoded image per component
+    components_view(out, y_known, y, C, shape, classes) -> dict
+                                                     usage, majority labels, confusion tables
 
 The image of component c (probabilities in [0, 1]):
     model gmm (one decoder, prior N(m_c, diag)):   sigmoid(decoder(m_c)), the prior mean;
@@ -51,11 +52,13 @@ def _majority(row: list[int]) -> int | None:
     return int(np.argmax(row)) if sum(row) else None
 
 
-def components_view(out: dict, y_known, y, num_classes: int) -> dict:
-    """The view's JSON: per component its image (a PNG data URL), usage (share of all images
-    whose most likely component it is), count, majority label among the labels given (and
-    among the data's own labels when it has them); and the confusion tables components x
-    labels: "given" from labels.csv, "truth" from the data's own labels (None without)."""
+def components_view(out: dict, y_known, y, num_classes: int, shape=None,
+                    classes=None) -> dict:
+    """The view's JSON: per component its image (a PNG data URL at shape (H, W, C)), usage
+    (share of all images whose most likely component it is), count, majority label among the
+    labels given (and among the data's own labels when it has them); the confusion tables
+    components x labels: "given" from labels.csv, "truth" from the data's own labels (None
+    without); and "classes", the names of the labels (None: "0".."C-1")."""
     q = out["q"]
     K = q.shape[1]
     comp = q.argmax(axis=1)
@@ -66,10 +69,11 @@ def components_view(out: dict, y_known, y, num_classes: int) -> dict:
     rows = []
     for c in range(K):
         img = None if images is None else (
-            "data:image/png;base64," + base64.b64encode(png_bytes(images[c])).decode())
+            "data:image/png;base64," + base64.b64encode(png_bytes(images[c], shape)).decode())
         rows.append({"component": c, "image": img, "count": int(counts[c]),
                      "usage": round(float(counts[c]) / max(1, len(comp)), 4),
                      "majority": _majority(given[c]), "labelled": int(sum(given[c])),
                      "truth_majority": None if truth is None else _majority(truth[c])})
-    return {"K": K, "num_classes": num_classes, "components": rows, "given": given,
-            "truth": truth}
+    names = list(classes) if classes else [str(c) for c in range(num_classes)]
+    return {"K": K, "num_classes": num_classes, "classes": names, "components": rows,
+            "given": given, "truth": truth}

@@ -3,19 +3,20 @@
     load_app_data(cfg)   x (N, 784), y (N,) or None when the data has no labels, the splits:
                          the run's --data as npvae.run reads it, a .npz with only `x`, or a
                          folder of PNG images (28x28, grey or colour, read in name order)
-    png_bytes(image)     one image (784,) in [0, 1] as a grey PNG file (no dependency)
+    png_bytes(image, shape)   one image (D,) in [0, 1] as a PNG file, grey or RGB, at its
+                         shape (H, W, C) (Pillow)
     project_2d(mu)       mu (N, d) -> (N, 2): itself for d <= 2, else its first two
                          principal components (signs fixed, so a refresh does not flip it)
 """
 from __future__ import annotations
 
-import struct
-import zlib
+import io
 from pathlib import Path
 
 import numpy as np
 
 from npvae.experiments.active.annotate import load_images
+from npvae.reporting.images import image_of
 from npvae.training.data import DataError, local_path, make_splits, subsample
 from npvae.training.idx import IMAGE_SIDE
 
@@ -60,19 +61,16 @@ def load_app_data(cfg):
     return x, y, splits
 
 
-def png_bytes(image) -> bytes:
-    """A 28x28 grey PNG of one image (784,) with pixels in [0, 1]."""
-    side = IMAGE_SIDE
-    pix = np.clip(np.rint(np.asarray(image, np.float32).reshape(side, side) * 255), 0, 255)
-    raw = b"".join(b"\x00" + row.tobytes() for row in pix.astype(np.uint8))
+def png_bytes(image, shape=None) -> bytes:
+    """A PNG file of one image (D,) with values in [0, 1], channel after channel, at shape
+    (H, W, C) (cfg.shape): 8-bit grey for C = 1, RGB for C = 3; shape None: square grey
+    when D is a square, else a 1 x D strip (reporting/images.py:image_of)."""
+    from PIL import Image                       # matplotlib's own dependency
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data +
-                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    head = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)   # 8-bit grey, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
+    pix = np.clip(np.rint(image_of(np.asarray(image, np.float32), shape) * 255), 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(pix.astype(np.uint8)).save(buf, format="PNG")   # (H, W): L, (H, W, 3): RGB
+    return buf.getvalue()
 
 
 def project_2d(mu) -> np.ndarray:

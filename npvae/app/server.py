@@ -2,7 +2,8 @@
 
     GET  /                      the page (static/index.html, app.js, app.css)
     GET  /static/plotly.min.js  plotly.js, read from the installed plotly wheel (no CDN)
-    GET  /api/state             the run: sizes, settings, the labels given, the strategy
+    GET  /api/state             the run: sizes, settings, the classes' names and the images'
+                                shape, the labels given, the strategy
     GET  /api/points            the scatter: 2-D latent means, predicted class, component,
                                 uncertainty, the data's labels (cached per model version)
     GET  /api/queue             the images to label next, with the model's top-3 guesses
@@ -177,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
                 i = int(path[len("/api/image/"):-4])
                 if not 0 <= i < len(s.x):
                     raise IndexError(f"image {i} does not exist.")
-                return self._send(200, png_bytes(s.x[i]), "image/png")
+                return self._send(200, png_bytes(s.x[i], s.shape), "image/png")
             if path == "/api/progress":
                 return self._json(s.progress())
             if path == "/api/runs":

@@ -18,6 +18,7 @@ import numpy as np
 from npvae.core.params import init_params
 from npvae.experiments.active.loop import STRATEGY_NAMES, pool_mask
 from npvae.experiments.active.query import STRATEGIES, candidates
+from npvae.reporting.images import class_names
 from npvae.runs import rundir as R
 from npvae.training.checkpoint import CheckpointError, load_checkpoint
 from npvae.training.fileio import atomic_write
@@ -43,6 +44,8 @@ class Session:
         self.folder = Path(folder)
         self.cfg = R.read_config(self.folder)
         self.x, self.y, self.splits = load_app_data(self.cfg)
+        self.shape = image_shape(self.cfg, self.x.shape[1])
+        self.classes = class_names(self.cfg)
         self.labels = LabelStore(self.folder, len(self.x), self.cfg.num_classes)
         self.pool = pool_mask(len(self.x), self.splits.train)
         self.round_epochs, self.batch, self.strategy = round_epochs, batch, strategy
@@ -116,7 +119,7 @@ class Session:
         with self.lock:
             if self._components is None:
                 view = components_view(self.outputs, self.labels.y_known(), self.y,
-                                       self.cfg.num_classes)
+                                       self.cfg.num_classes, self.shape, self.classes)
                 view.update(version=self.version, labels=len(self.labels.rows))
                 self._components = json.dumps(view, separators=(",", ":")).encode()
             return self._components
@@ -303,7 +306,9 @@ class Session:
             y_known = self.labels.y_known()
             cfg = self.cfg
             return {"folder": str(self.folder), "name": self.folder.name, "n": len(self.x),
-                    "num_classes": cfg.num_classes, "model": cfg.model, "K": cfg.K,
+                    "num_classes": cfg.num_classes, "class_names": list(self.classes),
+                    "image_shape": None if self.shape is None else list(self.shape),
+                    "model": cfg.model, "K": cfg.K,
                     "latent_dim": cfg.latent_dim, "has_truth": self.y is not None,
                     "train_images": int(self.pool.sum()), "strategy": self.strategy,
                     "strategies": list(STRATEGY_NAMES), "round_epochs": self.round_epochs,
@@ -314,13 +319,20 @@ class Session:
 
     # ------------------------------------------------------------------ export
     def export(self) -> bytes:
-        """The labelled images as a .npz (x uint8 (n, 28, 28), y, index), also written to
-        the run folder as labeled.npz; `python -m npvae.run --data` reads it."""
+        """The labelled images as a .npz, also written to the run folder as labeled.npz, so
+        that `python -m npvae.run --data` reads it: x uint8 (n, H, W) for grey images,
+        (n, H, W, C) channel-last for colour ((n, D) when the shape is unknown), y (n,),
+        index (n,) into the run's images, classes (C,) the classes' names."""
         rows = sorted(self.labels.rows, key=lambda r: r["index"])
         idx = np.array([r["index"] for r in rows], np.int64)
-        x = np.rint(self.x[idx] * 255).astype(np.uint8).reshape(len(idx), 28, 28)
+        x = np.rint(self.x[idx] * 255).astype(np.uint8)                # (n, D), channel-first
+        if self.shape is not None:
+            H, W, C = self.shape
+            x = x.reshape(len(idx), C, H, W).transpose(0, 2, 3, 1)      # (n, H, W, C)
+            x = x[..., 0] if C == 1 else x
         buf = io.BytesIO()
-        np.savez(buf, x=x, y=np.array([r["label"] for r in rows], np.int64), index=idx)
+        np.savez(buf, x=x, y=np.array([r["label"] for r in rows], np.int64), index=idx,
+                 classes=np.array(self.classes, dtype=str))
         data = buf.getvalue()
         atomic_write(self.folder / "labeled.npz", lambda fh: fh.write(data))
         return data
@@ -338,6 +350,13 @@ def open_session(folder, round_epochs: int, batch: int, strategy: str):
     except BaseException:
         lock.release()                  # (the app's process may go on, e.g. with another run)
         raise
+
+
+def image_shape(cfg, D: int) -> tuple[int, int, int] | None:
+    """(H, W, C) of the run's images of D values: cfg.shape when it fits D, else None (the
+    images are then drawn as strips)."""
+    shape = cfg.shape
+    return shape if shape is not None and int(np.prod(shape)) == D else None
 
 
 def _indices(indices, n: int) -> list[int]:

@@ -4,7 +4,10 @@ Every function takes arrays (never a model), saves exactly one PNG, closes its f
 creates the parent folders and returns the path it wrote. The Agg backend is forced so
 plotting works on machines without a display.
 
-Shapes used below: N images, K components, D = 784 pixels (28 x 28), E epochs.
+Shapes used below: N images, K components, E epochs, D = H * W * C values per image (784 for
+the 28 x 28 grey digits), each row channel after channel (images.image_of draws one). The
+image figures take `shape` = (H, W, C) (cfg.shape; None: square grey when D is a square,
+else each image as a strip); the label figures take the classes' names.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import numpy as np  # noqa: E402
 
 from npvae.training.fileio import atomic_write  # noqa: E402
+
+from .images import image_of, square_shape  # noqa: E402
 
 DPI = 110
 
@@ -79,9 +84,29 @@ def _component_colors(K: int) -> np.ndarray:
     return plt.get_cmap("hsv")(np.linspace(0, 1, K, endpoint=False))
 
 
-def _image(ax, flat, title: str | None = None, fontsize: int = 9) -> None:
-    """Show one flattened 28x28 image (values in [0, 1]) in grey, without axes."""
-    ax.imshow(np.asarray(flat, dtype=float).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+def _legend_columns(n: int) -> int:
+    """Columns of a legend of n entries: one up to 10, then about 20 entries a column."""
+    return 1 if n <= 10 else max(2, -(-n // 20))
+
+
+def _aspect(shape, D: int) -> float:
+    """Width / height of one drawn image (a figure's cells follow it), kept within 1/4..4
+    (an image of unknown shape is drawn as a strip: 4)."""
+    shape = shape if shape is not None else square_shape(D)
+    if shape is None:
+        return 4.0
+    return float(np.clip(shape[1] / shape[0], 0.25, 4.0))
+
+
+def _image(ax, flat, shape=None, title: str | None = None, fontsize: int = 9) -> None:
+    """Show one image row (D,) with values in [0, 1] at `shape` (see images.image_of): grey
+    (C = 1) or colour (C = 3), without axes."""
+    img = image_of(np.asarray(flat, dtype=float), shape)
+    if img.ndim == 2:
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, aspect="equal" if img.shape[0] > 1
+                  else "auto")                           # a strip fills its cell
+    else:
+        ax.imshow(np.clip(img, 0.0, 1.0))               # RGB: imshow takes [0, 1] as it is
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -115,28 +140,38 @@ def plot_loss_comparison(history: dict, path) -> Path:
     return _save(fig, path)
 
 
-def plot_latent_by_label(mu, y, path) -> Path:
-    """Scatter of the latent means mu (N, d) coloured by the true digit y (N,) in 0..9."""
+def plot_latent_by_label(mu, y, path, classes=None, what: str = "digit") -> Path:
+    """Scatter of the latent means mu (N, d) coloured by the true class y (N,).
+
+    classes: the classes' names (C,) (images.class_names); None: "0".."9" (or up to the
+    largest label). what: the legend's title ("digit", "class")."""
     y = np.asarray(y).astype(int)
-    pts, names = latent_points(mu, y, "digit")
-    fig, ax = plt.subplots(figsize=(7.5, 6))
-    colors = plt.get_cmap("tab10")(np.arange(10))
-    for digit in range(10):
-        sel = y == digit
+    if classes is None:
+        classes = [str(c) for c in range(max(10, int(y.max(initial=-1)) + 1))]
+    C = len(classes)
+    pts, names = latent_points(mu, y, what)
+    fig, ax = plt.subplots(figsize=(7.5, 6) if C <= 10 else (9, 6))
+    colors = _component_colors(C)                       # tab10 for up to 10 classes
+    for c in range(C):
+        sel = y == c
         if sel.any():
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=4, alpha=0.6, color=colors[digit],
-                       label=str(digit))
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=4, alpha=0.6, color=colors[c],
+                       label=classes[c])
     # Legend outside the axes so it never hides points.
-    ax.legend(title="digit", markerscale=3, fontsize=8, loc="upper left",
-              bbox_to_anchor=(1.01, 1.0))
+    ax.legend(title=what, markerscale=3, fontsize=8 if C <= 10 else 7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), ncol=_legend_columns(C))
+    if np.asarray(mu).shape[1] == 1:                     # y is the class (jittered): name it
+        ax.set_yticks(np.arange(C), classes, fontsize=7 if C <= 10 else 5)
     ax.set_xlabel(names["x"])
     ax.set_ylabel(names["y"])
     ax.set_title(f"{names['what']} by true label, N={len(y)}")
     return _save(fig, path)
 
 
-def plot_latent_by_component(mu, comp, K: int, path) -> Path:
-    """Scatter of mu (N, d) coloured by the hard assignment comp = argmax_k q(c=k|x) (N,)."""
+def plot_latent_by_component(mu, comp, K: int, path, classes=None) -> Path:
+    """Scatter of mu (N, d) coloured by the hard assignment comp = argmax_k q(c=k|x) (N,).
+    classes: (K,) names of the components' classes when component k is class k (model gmm),
+    shown beside c{k} in the legend; None: the components only."""
     comp = np.asarray(comp).astype(int)
     pts, names = latent_points(mu, comp, "component")
     if comp.size and (comp.min() < 0 or comp.max() >= K):
@@ -146,8 +181,9 @@ def plot_latent_by_component(mu, comp, K: int, path) -> Path:
     for k in range(K):
         sel = comp == k
         if sel.any():  # empty components get no legend entry: the legend lists used ones
+            name = f"c{k}" if classes is None else f"c{k} {classes[k]}"
             ax.scatter(pts[sel, 0], pts[sel, 1], s=4, alpha=0.6, color=colors[k],
-                       label=f"c{k} ({sel.sum()})")
+                       label=f"{name} ({sel.sum()})")
     ax.legend(title="component (count)", markerscale=3, fontsize=7, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), ncol=1 if K <= 10 else 2)
     ax.set_xlabel(names["x"])
@@ -170,17 +206,18 @@ def plot_responsibility_histogram(conf, path) -> Path:
     return _save(fig, path)
 
 
-def plot_reconstructions(x, recon, path, n: int = 8) -> Path:
+def plot_reconstructions(x, recon, path, n: int = 8, shape=None) -> Path:
     """Originals (row 1) above weighted reconstructions sigmoid(sum_k q_k l_k) (row 2).
 
-    x, recon: (m, 784) in [0, 1]; the first min(n, m) images are drawn.
+    x, recon: (m, D) in [0, 1]; the first min(n, m) images are drawn at shape (H, W, C).
     """
     x, recon = np.asarray(x), np.asarray(recon)
     n = min(n, len(x))
-    fig, axes = plt.subplots(2, n, figsize=(1.4 * n + 0.4, 3.4), squeeze=False)
+    wide = _aspect(shape, x.shape[1])
+    fig, axes = plt.subplots(2, n, figsize=(1.4 * wide * n + 0.4, 3.4), squeeze=False)
     for j in range(n):
-        _image(axes[0, j], x[j])
-        _image(axes[1, j], recon[j])
+        _image(axes[0, j], x[j], shape)
+        _image(axes[1, j], recon[j], shape)
     # Row labels on the left (titles would collide with the row below).
     axes[0, 0].set_ylabel("original")
     axes[1, 0].set_ylabel("weighted")
@@ -219,10 +256,11 @@ def plot_model_evolution(pi_hist, usage_hist, path) -> Path:
     return _save(fig, path)
 
 
-def plot_embedding_divergence(embed, path,
-                              what: str = "Component embedding distances") -> Path:
+def plot_embedding_divergence(embed, path, what: str = "Component embedding distances",
+                              classes=None) -> Path:
     """Heatmap of the K x K Euclidean distances ||e_i - e_j|| between embeddings e (K, 8)
     (model gmm: between the component means m_k, `what` naming them in the title).
+    classes: (K,) names beside the components' ticks when component k is class k (model gmm).
 
     The title gives mean/std/min/max over the K(K-1)/2 distinct pairs (i < j).
     """
@@ -241,34 +279,40 @@ def plot_embedding_divergence(embed, path,
     ticks = np.arange(K)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
-    ax.set_xticklabels([f"c{k}" for k in ticks], fontsize=7, rotation=90 if K > 10 else 0)
-    ax.set_yticklabels([f"c{k}" for k in ticks], fontsize=7)
+    names = [f"c{k}" if classes is None else f"c{k} {classes[k]}" for k in ticks]
+    ax.set_xticklabels(names, fontsize=7, rotation=90 if K > 10 or classes is not None else 0)
+    ax.set_yticklabels(names, fontsize=7)
     ax.set_title(f"{what}\n{stats}", fontsize=10)
     return _save(fig, path)
 
 
 def plot_reconstruction_by_component(x, comp_probs, q, weighted, path,
                                      title: str = "Reconstruction by component: sigmoid(l_k) "
-                                                  "titled with q(c=k|x)") -> Path:
+                                                  "titled with q(c=k|x)",
+                                     shape=None) -> Path:
     """Per-component decodings of n images (model gmm: each image's z moved to every
     component, z - m_c(x) + m_k, `title` saying so).
 
-    x (n, 784); comp_probs (n, K, 784) = sigmoid(l_k); q (n, K); weighted (n, 784).
-    Row i: original, then sigmoid(l_ik) for every k titled with q_ik, then the weighted
-    reconstruction sigmoid(sum_k q_ik l_ik).
+    x (n, D); comp_probs (n, K, D) = sigmoid(l_k); q (n, K); weighted (n, D); images drawn
+    at shape (H, W, C). Row i: original, then sigmoid(l_ik) for every k titled with q_ik,
+    then the weighted reconstruction sigmoid(sum_k q_ik l_ik).
     """
     x, comp_probs = np.asarray(x), np.asarray(comp_probs)
     q, weighted = np.asarray(q, dtype=float), np.asarray(weighted)
     n, K = q.shape
+    D = x.shape[1]
     if comp_probs.shape[:2] != (n, K):
-        raise ValueError(f"comp_probs must have shape (n, K, 784) = ({n}, {K}, 784), "
+        raise ValueError(f"comp_probs must have shape (n, K, D) = ({n}, {K}, {D}), "
                          f"got {comp_probs.shape}.")
     cols = K + 2
-    fig, axes = plt.subplots(n, cols, figsize=(1.15 * cols, 1.35 * n + 0.6), squeeze=False)
+    wide = max(1.0, _aspect(shape, D))          # narrower cells would crowd their titles
+    fig, axes = plt.subplots(n, cols, figsize=(1.15 * wide * cols, 1.35 * n + 0.6),
+                             squeeze=False)
     for i in range(n):
-        _image(axes[i, 0], x[i], "original", fontsize=8)
+        _image(axes[i, 0], x[i], shape, "original", fontsize=8)
         for k in range(K):
-            _image(axes[i, k + 1], comp_probs[i, k], f"c{k} q={q[i, k]:.2f}", fontsize=7)
-        _image(axes[i, cols - 1], weighted[i], "weighted", fontsize=8)
+            _image(axes[i, k + 1], comp_probs[i, k], shape, f"c{k} q={q[i, k]:.2f}",
+                   fontsize=7)
+        _image(axes[i, cols - 1], weighted[i], shape, "weighted", fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)

@@ -5,7 +5,10 @@ headings/captions/paths) copies the seed report we reproduce. Numbers come in as
 `summary` dict; this module only formats them.
 
 Formatting rules (as in the seed): floats with 4 decimals, ints plain, lists as Python lists
-(elements as plain Python ints/floats, full precision), strings as given.
+(elements as plain Python ints/floats, full precision), strings as given. Data whose classes
+have names (config's class_names) shows them in the rows that list classes (CLASS_ROWS), and
+data other than the seed's 28 x 28 grey digits of classes 0..9 gets a line saying what its
+images and classes are.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import numpy as np
 
 from npvae.training.fileio import write_text
 
+from .images import SEED_SHAPE, data_text, square_shape
 from .plots import FIGURES
 
 # The seed's table, row for row: (category, metric label, summary key). Always shown.
@@ -70,6 +74,11 @@ EXTRA_ROWS: list[tuple[str, str, str]] = [
     ("Test", "Test Kl Z", "test_kl_z"),
     ("Test", "Test Kl C", "test_kl_c"),
 ]
+
+# Rows whose values are classes (lists of class numbers), or one count per class: shown by
+# name when the classes have names.
+CLASS_ROWS = {"component_majority_labels": "classes", "labeled_train_classes": "classes",
+              "labeled_train_per_class": "per_class"}
 
 # The single ordered table definition.
 TABLE: list[tuple[str, str, str]] = SEED_ROWS + EXTRA_ROWS
@@ -160,6 +169,37 @@ PRIORS = {"mixture": "mixture",
           "gmm": "Gaussian mixture (learned means and variances; q(c|x) = p(c|z))"}
 
 
+def images_and_classes(config: dict) -> tuple[tuple | None, tuple[str, ...]] | None:
+    """(shape (H, W, C) or None, class names) of a config dict (Config.to_dict()), as
+    cfg.shape and images.class_names give them; None when the dict does not say (no
+    input_dim)."""
+    if "input_dim" not in config:
+        return None
+    given = tuple(config.get("image_shape") or ())
+    shape = (*given, 1)[:3] if given else square_shape(int(config["input_dim"]))
+    names = tuple(config.get("class_names") or ()) or tuple(
+        str(c) for c in range(int(config.get("num_classes", 10))))
+    return shape, names
+
+
+def class_names_of(config: dict) -> tuple[str, ...] | None:
+    """The classes' names when the data gives them (config's class_names), else None (the
+    table then shows class numbers, as the seed's)."""
+    return tuple(config.get("class_names") or ()) or None
+
+
+def _images_lines(config: dict) -> list[str]:
+    """'- Images: 32 x 32 RGB, 3 classes: cat, dog, fox', for any data but the seed's 28 x 28
+    grey digits of classes 0..9 (whose report keeps the seed's lines)."""
+    found = images_and_classes(config)
+    if found is None:
+        return []
+    shape, names = found
+    if shape == SEED_SHAPE and names == tuple(str(c) for c in range(10)):
+        return []
+    return [f"- Images: {data_text(shape, names)}"]
+
+
 def _config_lines(config: dict) -> list[str]:
     return [
         "## Configuration",
@@ -169,6 +209,7 @@ def _config_lines(config: dict) -> list[str]:
         f"- num_samples: {config['num_samples']}",
         f"- num_labeled: {config['num_labeled']}",
         f"- seed: {config['seed']}",
+        *_images_lines(config),
         "",
         "### Model",
         "",
@@ -184,8 +225,22 @@ def _config_lines(config: dict) -> list[str]:
     ]
 
 
-def table_lines(summary: dict) -> list[str]:
-    """The Summary Metrics table (markdown lines): the seed's rows, then the extra rows present."""
+def format_classes(value, kind: str, names) -> str:
+    """A CLASS_ROWS value with the classes named: kind "classes" (class numbers, e.g. each
+    component's majority label) -> "[cat, dog, cat]"; "per_class" (one count per class) ->
+    "[cat: 3, dog: 5, fox: 0]". A '|' in a name is escaped (it would end the table's cell)."""
+    names = [str(n).replace("|", "\\|") for n in names]
+    values = np.asarray(value).tolist()
+    if kind == "classes":
+        items = [names[c] if 0 <= c < len(names) else str(c) for c in values]
+    else:
+        items = [f"{names[c] if c < len(names) else c}: {n}" for c, n in enumerate(values)]
+    return "[" + ", ".join(items) + "]"
+
+
+def table_lines(summary: dict, class_names=None) -> list[str]:
+    """The Summary Metrics table (markdown lines): the seed's rows, then the extra rows present.
+    class_names: the classes' names (CLASS_ROWS show them), None: class numbers."""
     missing = [key for key in _SEED_KEYS if key not in summary]
     if missing:
         raise ValueError(f"summary is missing the seed table keys {sorted(missing)}; "
@@ -200,7 +255,10 @@ def table_lines(summary: dict) -> list[str]:
         items = summary[key].items() if isinstance(summary[key], dict) else [(None, summary[key])]
         for name, value in items:
             shown = label if name is None else f"{label}: {name}"
-            lines.append(f"| {category} | {shown} | {format_value(value)} |")
+            text = (format_classes(value, CLASS_ROWS[key], class_names)
+                    if class_names and key in CLASS_ROWS and value is not None
+                    else format_value(value))
+            lines.append(f"| {category} | {shown} | {text} |")
     return lines
 
 
@@ -246,13 +304,15 @@ def render_report(summary: dict, config: dict, header: dict,
     summary: flat metric dict (every SEED_ROWS key required; EXTRA_ROWS keys optional;
              optional "stopped_early" reason string and "loss_parts_sum").
     config:  flat resolved config (num_samples, num_labeled, seed, latent_dim, hidden_dims,
-             K, lr, batch_size, epochs). header: name, description, tags, generated.
+             K, lr, batch_size, epochs; with input_dim, image_shape, num_classes and
+             class_names, the images and classes). header: name, description, tags,
+             generated.
     notes:   extra lines printed as bullets under the table, before the fixed notes.
     """
     lines = _header_lines(header, summary)
     lines += _config_lines(config)
     lines += ["## Results", "", "### Summary Metrics", ""]
-    lines += table_lines(summary)
+    lines += table_lines(summary, class_names_of(config))
     lines += [""]
     lines += _notes_lines(summary, notes)
     lines += _visualization_lines(int(config.get("latent_dim", 2)))

@@ -5,6 +5,7 @@
     summarize(p, cfg, x, y, splits, history, ...) the Summary Metrics (a flat dict)
     test_rows(p, cfg, x_test, y_test, y, splits, outputs)   the test set's rows, if any
     draw_figures(run_dir, p, cfg, x, y, splits, history)   the eight PNGs at the seed's paths
+                                                  (images at cfg.shape, classes by name)
 
 Both npvae/runs/runner.py (after training) and `python -m npvae.report RUN_DIR` (from a checkpoint)
 use these, so a re-rendered report is the same report.
@@ -25,6 +26,7 @@ from npvae.training.data import Splits
 from . import baselines as B
 from . import metrics as M
 from . import plots
+from .images import class_names
 
 
 def model_outputs(p: Params, x, cfg: Config) -> dict[str, np.ndarray]:
@@ -80,7 +82,7 @@ def label_rows(p: Params, cfg: Config, x, y, splits: Splits, outputs: dict) -> d
 
 def test_rows(p: Params, cfg: Config, x_test, y_test, y, splits: Splits,
               outputs: dict) -> dict:
-    """The test set's rows (x_test (M, 784), y_test (M,): the official test files), scored
+    """The test set's rows (x_test (M, D), y_test (M,): the official test files), scored
     once with the weights the rest of the table uses. Every test image and label is unseen:
     a predictor that needs labels gets the training labels only (the test rows are appended
     to the training rows' outputs with label -1, so `predictors` sees exactly what it sees
@@ -109,7 +111,7 @@ def test_rows(p: Params, cfg: Config, x_test, y_test, y, splits: Splits,
 
 
 def eval_terms(p: Params, cfg: Config, x) -> dict:
-    """Eval-mode loss terms of unlabeled images x (n, 784) on the fast engine (as the
+    """Eval-mode loss terms of unlabeled images x (n, D) on the fast engine (as the
     per-epoch validation rows): chunks of eval_batch_size, each weighted by its size / n."""
     from npvae.training.loop import fast_engine
 
@@ -179,8 +181,14 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
 def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history: dict,
                  outputs: dict | None = None) -> list[Path]:
     """The eight figures of spec section 6 at the seed's relative paths; returns the paths
-    drawn (all eight unless the outputs or the history cannot be plotted)."""
+    drawn (all eight unless the outputs or the history cannot be plotted). Images are drawn at
+    cfg.shape (grey or RGB; strips when it is unknown), classes by their names (the legend
+    says "digit" unless the data names its classes); model gmm's components are its classes,
+    so they are named too."""
     run_dir = Path(run_dir)
+    shape, classes = cfg.shape, class_names(cfg)
+    what = "class" if cfg.class_names else "digit"
+    comp_classes = classes if cfg.model == "gmm" else None
     o = outputs if outputs is not None else model_outputs(p, x, cfg)
     q, mu, val = o["q"], o["mu"], splits.val
     path = {k: run_dir / rel for k, rel in plots.FIGURES.items()}
@@ -189,25 +197,27 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
     shown = val[:8]
     qs, by_comp, weighted = decoded_by_component(p, x[shown], cfg)
     if cfg.model == "gmm":
-        means, what = p["prior_mu"], "Distances between the component means m_k"
+        means, means_what = p["prior_mu"], "Distances between the component means m_k"
         title = ("Each image's z moved to every component, z - m_c(x) + m_k, decoded; "
                  "titled with q(c=k|x)")
     else:
-        means, what = p["embed"], "Component embedding distances"
+        means, means_what = p["embed"], "Component embedding distances"
         title = "Reconstruction by component: sigmoid(l_k) titled with q(c=k|x)"
     figures = {
         "loss_comparison": lambda f: plots.plot_loss_comparison(history, f),
-        "latent_spaces": lambda f: plots.plot_latent_by_label(mu, y, f),
-        "latent_by_component": lambda f: plots.plot_latent_by_component(mu, comp, cfg.K, f),
+        "latent_spaces": lambda f: plots.plot_latent_by_label(mu, y, f, classes, what),
+        "latent_by_component": lambda f: plots.plot_latent_by_component(
+            mu, comp, cfg.K, f, comp_classes),
         "responsibility_histogram": lambda f: plots.plot_responsibility_histogram(
             q[val].max(axis=1), f),
-        "reconstructions": lambda f: plots.plot_reconstructions(x[shown], weighted, f),
+        "reconstructions": lambda f: plots.plot_reconstructions(x[shown], weighted, f,
+                                                                shape=shape),
         "model_evolution": lambda f: plots.plot_model_evolution(
             np.asarray(history["pi"]), np.asarray(history["usage"]), f),
         "embedding_divergence": lambda f: plots.plot_embedding_divergence(
-            means.astype(np.float64), f, what),
+            means.astype(np.float64), f, means_what, comp_classes),
         "reconstruction_by_component": lambda f: plots.plot_reconstruction_by_component(
-            x[shown[:3]], by_comp[:3], qs[:3], weighted[:3], f, title),
+            x[shown[:3]], by_comp[:3], qs[:3], weighted[:3], f, title, shape),
     }
     drawn = []
     for key, draw in figures.items():

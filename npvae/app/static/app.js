@@ -22,6 +22,13 @@ async function api(path, body) {
 }
 function say(text) { document.getElementById("message").textContent = text || ""; }
 const $ = (id) => document.getElementById(id);
+const esc = (text) => String(text).replace(/[&<>"']/g, (c) =>
+  ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+// The name of class c (the run's class_names; the numbers when the data names none).
+function className(c) {
+  const names = S.state.class_names;
+  return c >= 0 && c < names.length ? names[c] : String(c);
+}
 
 // ---------------------------------------------------------------- scatter
 function colours(mode) {
@@ -67,9 +74,9 @@ async function showHover(i) {
   if (!info) { info = await api("/api/info/" + i); S.hoverCache.set(i, info); }
   $("hover-img").src = withToken("/api/image/" + i + ".png");
   const lines = ["#" + i + " (" + info.split + ")",
-    "label: " + (S.known[i] >= 0 ? S.known[i] : "-"), "component: " + info.component,
-    ...info.top3.map(([c, q]) => c + ": " + q.toFixed(3))];
-  if (S.points.truth) lines.splice(2, 0, "data's label: " + S.points.truth[i]);
+    "label: " + (S.known[i] >= 0 ? className(S.known[i]) : "-"), "component: " + info.component,
+    ...info.top3.map(([c, q]) => className(c) + ": " + q.toFixed(3))];
+  if (S.points.truth) lines.splice(2, 0, "data's label: " + className(S.points.truth[i]));
   $("hover-text").textContent = lines.join("\n");
   $("hover").hidden = false;
 }
@@ -86,9 +93,9 @@ function drawQueue() {
     const card = document.createElement("div");
     card.className = "card" + (k === S.focus ? " focused" : "");
     card.dataset.index = it.index;
-    const top = it.top3.map(([c, q]) => c + ":" + q.toFixed(2)).join(" ");
+    const top = it.top3.map(([c, q]) => esc(className(c)) + ":" + q.toFixed(2)).join(" ");
     card.innerHTML = `<img src="${withToken("/api/image/" + it.index + ".png")}" alt="">
-      <div>#${it.index}</div><div class="guess">model: ${it.guess}</div>
+      <div>#${it.index}</div><div class="guess">model: ${esc(className(it.guess))}</div>
       <div class="top3">${top}</div>`;
     card.onclick = () => { S.focus = k; drawQueue(); };
     box.appendChild(card);
@@ -110,7 +117,7 @@ function drawCounts() {
   let total = 0;
   for (const c of S.known) if (c >= 0) { counts[c]++; total++; }
   $("labels-count").textContent = total + " label" + (total === 1 ? "" : "s");
-  $("counts").textContent = counts.map((c, k) => k + ":" + c).join("  ");
+  $("counts").textContent = counts.map((c, k) => className(k) + ":" + c).join("  ");
 }
 function serial(job) {          // one request at a time, in the order typed
   S.pending = S.pending.then(job).catch((e) => say(e.message));
@@ -151,12 +158,51 @@ document.addEventListener("keydown", (ev) => {
   if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") return;
   if ($("view-main").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   if (/^[0-9]$/.test(ev.key) && +ev.key < S.state.num_classes) act("label", +ev.key);
+  else if (ev.key === "/") $("picker").focus();
   else if (ev.key === "s") act("skip");
   else if (ev.key === "u") act("undo");
   else if (ev.key === "ArrowRight") { S.focus = (S.focus + 1) % Math.max(1, S.queue.length); drawQueue(); }
   else if (ev.key === "ArrowLeft") { S.focus = (S.focus + S.queue.length - 1) % Math.max(1, S.queue.length); drawQueue(); }
   else return;
   ev.preventDefault();
+});
+
+// ---------------------------------------------------------------- the class picker
+// Any class by name (the keys reach the first ten only): the input filters the datalist as
+// one types; Enter labels the focused image with the class the text names.
+function pickClass(text) {
+  const t = text.trim().toLowerCase(), names = S.state.class_names.map((n) => n.toLowerCase());
+  if (!t) return { error: "type a class name" };
+  const exact = names.indexOf(t);
+  if (exact >= 0) return { c: exact };
+  for (const fits of [(n) => n.startsWith(t), (n) => n.includes(t)]) {
+    const found = names.flatMap((n, c) => fits(n) ? [c] : []);
+    if (found.length === 1) return { c: found[0] };
+    if (found.length > 1) return { error: "which one: " +
+      found.slice(0, 8).map(className).join(", ") + (found.length > 8 ? ", ..." : "") + "?" };
+  }
+  return { error: "no class is named " + text.trim() };
+}
+function setupPicker() {
+  const list = $("class-list");
+  list.innerHTML = "";
+  for (const name of S.state.class_names) list.appendChild(new Option(name));
+  const C = S.state.num_classes, last = Math.min(C, 10) - 1;
+  const keys = S.state.class_names.every((n, c) => n === String(c)) ? ""
+    : " (" + S.state.class_names.slice(0, 10).map((n, c) => c + ": " + esc(n)).join(", ") + ")";
+  $("keys-help").innerHTML = `Click an image or use the arrows to focus it; keys <b>0-${last}</b>
+    label it${C > 10 ? " with one of the first ten classes" : ""}${keys}, or type a class in
+    the box (<b>/</b> goes there) and press Enter; <b>s</b> skips, <b>u</b> undoes.`;
+}
+$("picker").addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape") { $("picker").blur(); return; }
+  if (ev.key !== "Enter") return;
+  ev.preventDefault();
+  const r = pickClass($("picker").value);
+  if (r.error) return say(r.error);
+  $("picker").value = "";
+  say("");
+  act("label", r.c);                      // the picker keeps the focus for the next image
 });
 
 // ---------------------------------------------------------------- training
@@ -249,6 +295,9 @@ for (const tab of document.querySelectorAll(".tab")) {
   $("epochs").value = S.state.round_epochs;
   for (const name of S.state.strategies) $("strategy").add(new Option(name, name));
   if (!S.state.has_truth) $("colour").querySelector("option[value=truth]").remove();
+  setupPicker();
+  const shape = S.state.image_shape;       // images larger than their box are scaled down
+  document.body.classList.toggle("big-images", !!shape && Math.max(shape[0], shape[1]) > 84);
   S.known = new Array(S.state.n).fill(-1);
   for (const [i, c] of S.state.labels) S.known[i] = c;
   drawCounts();

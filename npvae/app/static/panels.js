@@ -17,7 +17,9 @@ function drawLegend(mode) {
   const grey = { known: "no label given", truth: "no label in the data" }[mode];
   const sw = (colour, text) => `<span class="sw"><i style="background:${colour}"></i>${text}</span>`;
   let html = `<b>${what}:</b> `;
-  for (let c = 0; c < n; c++) html += sw(PALETTE[c % PALETTE.length], c);
+  for (let c = 0; c < n; c++) {
+    html += sw(PALETTE[c % PALETTE.length], mode === "comp" ? c : esc(className(c)));
+  }
   if (grey) html += sw("#d0d0d0", grey);
   if (mode === "known") html += " (labelled images drawn larger)";
   box.innerHTML = html;
@@ -44,12 +46,12 @@ async function inspect(indices) {
     const d = document.createElement("div");
     d.className = "thumb" + (it.label === null ? "" : " done");
     d.dataset.index = it.index;
-    d.title = `#${it.index} (${it.split}) model: ${it.guess}; top 3: ` +
-      it.top3.map(([c, q]) => c + ": " + q.toFixed(3)).join(", ") +
-      (it.label === null ? "" : `; label ${it.label}`);
+    d.title = `#${it.index} (${it.split}) model: ${className(it.guess)}; top 3: ` +
+      it.top3.map(([c, q]) => className(c) + ": " + q.toFixed(3)).join(", ") +
+      (it.label === null ? "" : `; label ${className(it.label)}`);
     d.innerHTML = `<img src="${withToken("/api/image/" + it.index + ".png")}" alt="">
-      <div>#${it.index}</div><div class="guess">${it.label === null ? "model: " + it.guess
-        : "label " + it.label}</div>`;
+      <div>#${it.index}</div><div class="guess">${esc(it.label === null
+        ? "model: " + className(it.guess) : "label " + className(it.label))}</div>`;
     grid.appendChild(d);
   }
   showSelection(true);
@@ -79,9 +81,10 @@ async function loadComponents() {
     d.className = "comp";
     d.innerHTML = `<img src="${c.image || ""}" alt=""><div><b>component ${c.component}</b></div>
       <div>usage ${(100 * c.usage).toFixed(1)}% (${c.count})</div>
-      <div>${c.majority === null ? "no label yet" : `majority label <b>${c.majority}</b>` +
-        ` (${c.labelled} labelled)`}</div>` +
-      (c.truth_majority === null ? "" : `<div class="truth">data's label: ${c.truth_majority}</div>`);
+      <div>${c.majority === null ? "no label yet" : "majority label <b>" +
+        esc(className(c.majority)) + `</b> (${c.labelled} labelled)`}</div>` +
+      (c.truth_majority === null ? ""
+        : `<div class="truth">data's label: ${esc(className(c.truth_majority))}</div>`);
     grid.appendChild(d);
   }
   confusionTable($("confusion-given"), v.given, v.num_classes);
@@ -93,7 +96,8 @@ async function loadComponents() {
 function confusionTable(table, rows, C) {
   const top = Math.max(1, ...rows.flat());
   let html = "<tr><th>component</th>" +
-    Array.from({ length: C }, (_, c) => `<th>${c}</th>`).join("") + "<th>all</th></tr>";
+    Array.from({ length: C }, (_, c) => `<th>${esc(className(c))}</th>`).join("") +
+    "<th>all</th></tr>";
   rows.forEach((row, k) => {
     html += `<tr><th>${k}</th>` + row.map((n) =>
       `<td style="background:rgba(31,119,180,${(0.6 * n / top).toFixed(3)})">${n || ""}</td>`)

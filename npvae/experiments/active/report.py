@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from npvae.experiments.sweep.report import _f, interval
+from npvae.reporting.images import class_names
 from npvae.reporting.plots import _save
 from npvae.training.fileio import write_text
 
@@ -114,9 +115,11 @@ def plot_curves(rows: list[dict], strategies, path) -> Path:
     return _save(fig, path)
 
 
-def plot_queries(x, rounds: list[dict], path, title: str) -> Path:
+def plot_queries(x, rounds: list[dict], path, title: str, shape=None, classes=None) -> Path:
     """The images queried in each round (one row per round, round 0 = the first labels),
-    each titled with its index and revealed label (? for a skipped image)."""
+    each titled with its index and revealed label (? for a skipped image). x (N, D), drawn
+    at shape (H, W, C) (images.image_of); classes: the labels' names (None: numbers)."""
+    from npvae.reporting.images import image_of
     from npvae.reporting.plots import plt
 
     cols = max(len(r["queried"]) for r in rounds)
@@ -124,8 +127,14 @@ def plot_queries(x, rounds: list[dict], path, title: str) -> Path:
                              squeeze=False)
     for row, r in zip(axes, rounds):
         for ax, i, lab in zip(row, r["queried"], r["revealed"]):
-            ax.imshow(np.asarray(x[i]).reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-            ax.set_title(f"#{i}: {lab if lab >= 0 else '?'}", fontsize=6)
+            img = image_of(x[i], shape)
+            if img.ndim == 2:
+                ax.imshow(img, cmap="gray_r", vmin=0, vmax=1, aspect="auto" if len(img) == 1
+                          else "equal")
+            else:
+                ax.imshow(np.clip(img, 0, 1))
+            name = "?" if lab < 0 else (lab if classes is None else classes[lab])
+            ax.set_title(f"#{i}: {name}", fontsize=6)
         for ax in row:
             ax.axis("off")
         row[0].text(-0.35, 0.5, f"round {r['round']}", transform=row[0].transAxes, fontsize=6,
@@ -151,7 +160,8 @@ def write_all(out, rows: list[dict], images: dict, info: dict) -> Path:
             if rounds:
                 rel = f"queries/{s}_seed{seed}.png"
                 plot_queries(images[seed], rounds, out / rel, f"{s}, seed {seed}: queried images "
-                             f"(#index: revealed label), one row per round")
+                             f"(#index: revealed label), one row per round",
+                             info["cfg"].shape, class_names(info["cfg"]))
                 grids.append(f"- [{s}, seed {seed}]({rel})")
     opt, cfg = info["options"], info["cfg"]
     g = goal(rows, strategies)
