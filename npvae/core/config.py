@@ -310,7 +310,9 @@ class Config:
         value = getattr(self, name)
         if self.aug_side is None or self.image_side is None:
             return value
-        return value * self.image_side / self.aug_side
+        # the ratio first: at the side the sizes were given for it is exactly 1, so the
+        # value comes back unchanged to the last bit (value * side / side need not)
+        return value * (self.image_side / self.aug_side)
 
     def cutout_pixels(self) -> int:
         """The strong view's cutout side in whole pixels (pixels("strong_cutout"), rounded)."""
