@@ -247,10 +247,24 @@ def test_reference_engine_takes_the_term_too(digits):
     (dict(model="gmm", w_cons=1.0, strong_cutout=28), "strong_cutout"),
     (dict(model="gmm", w_cons=1.0, strong_shift=20.0), "strong_shift"),
     (dict(model="gmm", w_cons=1.0, input_dim=50), "square"),
+    (dict(model="gmm", w_cons=1.0, input_dim=64, aug_side=4), "strong_shift = 4.0 .* it is "
+     "8 pixels at the data's side 8, scaled from aug_side 4"),
+    (dict(model="gmm", w_cons=1.0, input_dim=64, strong_shift=1.0), "strong_cutout = 12 .* "
+     "from 0 to less than the image's \\(8\\)"),
 ])
 def test_config_checks(changes, words):
     with pytest.raises(ConfigError, match=words):
         Config(**changes).validate()
+
+
+def test_sizes_unused_are_not_checked():
+    """The strong view's default sizes (a 4-pixel shift, a 12-pixel square) do not refuse
+    small images when the term is off; the ELBO's shift only when it warps."""
+    Config(input_dim=4).validate()
+    Config(model="gmm", input_dim=4, strong_shift=30.0, strong_cutout=20).validate()
+    Config(model="gmm", input_dim=64, aug_rotate=10, strong_shift=30.0).validate()
+    with pytest.raises(ConfigError, match="aug_shift"):
+        Config(model="gmm", input_dim=4, aug_shift=2.0).validate()
 
 
 def test_default_config_stores_none_of_it():

@@ -246,8 +246,10 @@ class Config:
                    f"the warps need the images' height and width, and {self.input_dim} pixels "
                    f"are not a square: give image_shape (--image-shape)")
         side = self.image_side or 28
-        for name in ("aug_shift", "strong_shift"):
-            self._need(self.pixels(name) <= side / 2, name,
+        # only the sizes in use: the strong view's defaults (4 pixels, ...) must not refuse
+        # images of a few pixels that no warp touches (w_cons 0)
+        for name, used in (("aug_shift", self.augments), ("strong_shift", self.w_cons)):
+            self._need(not used or self.pixels(name) <= side / 2, name,
                        f"give pixels in [0, {side / 2:g}] (half the image's side)" +
                        (f"; it is {self.pixels(name):g} pixels at the data's side {side}, "
                         f"scaled from aug_side {self.aug_side}" if self.aug_side else ""))
