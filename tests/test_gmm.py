@@ -328,7 +328,7 @@ def test_checkpoints_store_extensions_only_when_set(tmp_path):
 
     assert not set(EXTENSIONS) & set(Config().to_dict(compact=True))
     assert set(Config().to_dict()) - set(Config().to_dict(compact=True)) == set(EXTENSIONS)
-    cfg = gmm_config(labeled_per_batch=4, aug_shift=1.0)
+    cfg = gmm_config(labeled_per_batch=4, aug_shift=1.0, image_shape=(3, 4))
     compact = cfg.to_dict(compact=True)
     assert compact["model"] == "gmm" and compact["aug_shift"] == 1.0
     assert "aug_rotate" not in compact and "warmup_epochs" not in compact

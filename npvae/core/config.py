@@ -240,9 +240,8 @@ class Config:
     def _check_sizes(self) -> None:
         """Warps and the strong view's cutout (npvae/engine/augment.py) need the images'
         shape, and their sizes in pixels (after aug_side's scaling) must fit the image."""
-        warps = self.augments or self.w_cons
-        self._need(not warps or self.shape is not None,
-                   "w_cons" if self.w_cons else "aug_rotate",
+        warps = [n for n in ("aug_rotate", "aug_scale", "aug_shift", "w_cons") if getattr(self, n)]
+        self._need(not warps or self.shape is not None, (warps or ["w_cons"])[-1],
                    f"the warps need the images' height and width, and {self.input_dim} pixels "
                    f"are not a square: give image_shape (--image-shape)")
         side = self.image_side or 28
