@@ -67,6 +67,31 @@ def test_gradient_of_the_loss(encoder, decoder, labels, shape):
     assert max(worst.values()) < TOL, worst
 
 
+@pytest.mark.parametrize("shape", [GREY, RGB, (16, 8, 3)])
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_gradient_of_each_network(part, shape):
+    """convnet's encoder and decoder alone, with a random upstream gradient: the input's
+    gradient and every kernel's and bias's, against central differences of sum(dy * out)."""
+    cfg = conv_config("conv", "conv", shape)
+    rng = np.random.default_rng([len(part), *shape])
+    p = init_params(cfg, rng)
+    perturb(p, rng, 0.5)
+    forward, backward = ((convnet.encoder_forward, convnet.encoder_backward) if part == "encoder"
+                         else (convnet.decoder_forward, convnet.decoder_backward))
+    x = rng.random((3, cfg.input_dim if part == "encoder" else convnet.features(cfg)))
+    out, cache = forward(p, x, cfg)
+    dy = rng.standard_normal(out.shape)
+    g = p.zeros_like()
+    dx = backward(dy, cache, g)
+    scalar = lambda: float(np.sum(dy * forward(p, x, cfg)[0]))          # noqa: E731
+    assert rel_err(dx, numerical_grad(scalar, x)) < TOL
+    prefix = "enc_conv" if part == "encoder" else "dec_conv"
+    names = [n for n in p.layout.names if n.startswith(prefix)]
+    assert len(names) == 4
+    for n in names:
+        assert rel_err(g[n], numerical_grad(scalar, p[n])) < TOL, n
+
+
 @pytest.mark.parametrize("shape", [GREY, RGB])
 def test_gradient_eval_mode(shape):
     cfg, p, x, y, _ = setup("conv", "conv", shape=shape)
