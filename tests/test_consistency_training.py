@@ -174,6 +174,29 @@ def test_strong_view():
         aug_rotate=cfg.strong_rotate, aug_scale=cfg.strong_scale, aug_shift=cfg.strong_shift)))
 
 
+def test_strong_view_colour_not_square():
+    """On 6 x 10 RGB images the cutout is the same square in every channel, its centre drawn
+    over the rows by u[:, 4] and over the columns by u[:, 5]; and aug_side scales it with the
+    shorter side (5 pixels given for side 12 are 2.5, rounded to 2, at side 6)."""
+    H, W, C = 6, 10, 3
+    cfg = Config(model="gmm", input_dim=C * H * W, image_shape=(H, W, C), w_cons=1.0,
+                 strong_cutout=5, aug_side=12)
+    assert cfg.cutout_pixels() == 2 and cfg.replace(aug_side=None).cutout_pixels() == 5
+    rng = np.random.default_rng(4)
+    x = rng.random((6, C * H * W)) + 0.5
+    u = rng.uniform(-1, 1, (6, 6))
+    u[:, :4] = 0
+    out = strong_view(x, u, cfg).reshape(6, C, H, W)
+    for i in range(6):
+        top = int(np.floor((u[i, 4] + 1) / 2 * H - 1))
+        left = int(np.floor((u[i, 5] + 1) / 2 * W - 1))
+        square = np.zeros((H, W), bool)
+        square[max(top, 0):max(top + 2, 0), max(left, 0):max(left + 2, 0)] = True
+        for c in range(C):
+            np.testing.assert_array_equal(out[i, c] == 0, square)
+        np.testing.assert_array_equal(out[i][:, ~square], x[i].reshape(C, H, W)[:, ~square])
+
+
 def test_noise_stream_unchanged_without_the_term():
     """The strong draws come last: eps and the augmentation draws are those of a run without
     the term, and a run without it draws none."""
@@ -224,10 +247,24 @@ def test_reference_engine_takes_the_term_too(digits):
     (dict(model="gmm", w_cons=1.0, strong_cutout=28), "strong_cutout"),
     (dict(model="gmm", w_cons=1.0, strong_shift=20.0), "strong_shift"),
     (dict(model="gmm", w_cons=1.0, input_dim=50), "square"),
+    (dict(model="gmm", w_cons=1.0, input_dim=64, aug_side=4), "strong_shift = 4.0 .* it is "
+     "8 pixels at the data's side 8, scaled from aug_side 4"),
+    (dict(model="gmm", w_cons=1.0, input_dim=64, strong_shift=1.0), "strong_cutout = 12 .* "
+     "from 0 to less than the image's \\(8\\)"),
 ])
 def test_config_checks(changes, words):
     with pytest.raises(ConfigError, match=words):
         Config(**changes).validate()
+
+
+def test_sizes_unused_are_not_checked():
+    """The strong view's default sizes (a 4-pixel shift, a 12-pixel square) do not refuse
+    small images when the term is off; the ELBO's shift only when it warps."""
+    Config(input_dim=4).validate()
+    Config(model="gmm", input_dim=4, strong_shift=30.0, strong_cutout=20).validate()
+    Config(model="gmm", input_dim=64, aug_rotate=10, strong_shift=30.0).validate()
+    with pytest.raises(ConfigError, match="aug_shift"):
+        Config(model="gmm", input_dim=4, aug_shift=2.0).validate()
 
 
 def test_default_config_stores_none_of_it():

@@ -3,8 +3,9 @@ npvae/core/convnet.py; the engine npvae/engine/gmm.py:GMMEngine).
 
 Gradient checks as in test_gmm.py: float64 central differences of the full loss with the noise
 frozen, every weight non-zero, batches with no labeled row and several, every entry of every
-array of a small model on 8 x 8 images (input_dim 64, conv_channels (2, 3)); relative error at
-most 1e-6 per array. Then the engine against the readable path, training end to end (the
+array of a small model on 8 x 8 grey images (input_dim 64, conv_channels (2, 3)) and on 8 x 12
+RGB ones (image_shape (8, 12, 3), the rows channel after channel); relative error at most 1e-6
+per array. Then the engine against the readable path, training end to end (the
 library and the command line), the settings' checks, and the default run left as it was.
 """
 from __future__ import annotations
@@ -27,21 +28,24 @@ from conftest import check_engine, make_batch, numerical_grad, perturb, rel_err
 
 TOL = 1e-6
 NETS = [("conv", "dense"), ("dense", "conv"), ("conv", "conv")]
+GREY, RGB = (8, 8, 1), (8, 12, 3)                  # (H, W, C); GREY from input_dim alone
 
 
-def conv_config(encoder="conv", decoder="conv", **overrides) -> Config:
-    """8 x 8 images, two stride-2 layers of 2 and 3 channels (8 -> 4 -> 2), every loss
-    weight non-zero so that every path of the loss is used."""
-    base = dict(model="gmm", input_dim=64, conv_channels=(2, 3), hidden_dims=(6,),
-                decoder_dims=(5,), latent_dim=3, K=4, num_classes=4, dtype="float64",
-                w_kl=0.7, w_klc=0.9, w_dir=0.4, w_div=-0.3, w_cls=2.0, encoder=encoder,
-                decoder=decoder)
+def conv_config(encoder="conv", decoder="conv", shape=GREY, **overrides) -> Config:
+    """8 x 8 grey images (or `shape`, e.g. 8 x 12 RGB), two stride-2 layers of 2 and 3
+    channels (8 -> 4 -> 2 rows), every loss weight non-zero so that every path of the loss
+    is used."""
+    base = dict(model="gmm", input_dim=int(np.prod(shape)),
+                image_shape=() if shape == GREY else shape, conv_channels=(2, 3),
+                hidden_dims=(6,), decoder_dims=(5,), latent_dim=3, K=4, num_classes=4,
+                dtype="float64", w_kl=0.7, w_klc=0.9, w_dir=0.4, w_div=-0.3, w_cls=2.0,
+                encoder=encoder, decoder=decoder)
     return Config(**{**base, **overrides}).validate()
 
 
-def setup(encoder, decoder, labels="several", seed=0, rows=5):
-    cfg = conv_config(encoder, decoder)
-    rng = np.random.default_rng([seed, NETS.index((encoder, decoder))])
+def setup(encoder, decoder, labels="several", seed=0, rows=5, shape=GREY):
+    cfg = conv_config(encoder, decoder, shape)
+    rng = np.random.default_rng([seed, NETS.index((encoder, decoder)), shape[2]])
     p = init_params(cfg, rng)
     perturb(p, rng, 0.5)
     x, y = make_batch(cfg, rows, labels, rng)
@@ -49,10 +53,11 @@ def setup(encoder, decoder, labels="several", seed=0, rows=5):
 
 
 # --------------------------------------------------------- the loss's gradient
+@pytest.mark.parametrize("shape", [GREY, RGB])
 @pytest.mark.parametrize("labels", ["none", "several"])
 @pytest.mark.parametrize("encoder,decoder", NETS)
-def test_gradient_of_the_loss(encoder, decoder, labels):
-    cfg, p, x, y, noise = setup(encoder, decoder, labels)
+def test_gradient_of_the_loss(encoder, decoder, labels, shape):
+    cfg, p, x, y, noise = setup(encoder, decoder, labels, shape=shape)
     loss, g, terms = loss_and_grads(p, x, y, noise, cfg)
     assert loss == pytest.approx(sum(terms.values()))
     num = numerical_grad(lambda: gmm.forward(p, x, y, cfg, noise)[0], p.flat, h=1e-5)
@@ -62,8 +67,34 @@ def test_gradient_of_the_loss(encoder, decoder, labels):
     assert max(worst.values()) < TOL, worst
 
 
-def test_gradient_eval_mode():
-    cfg, p, x, y, _ = setup("conv", "conv")
+@pytest.mark.parametrize("shape", [GREY, RGB, (16, 8, 3)])
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_gradient_of_each_network(part, shape):
+    """convnet's encoder and decoder alone, with a random upstream gradient: the input's
+    gradient and every kernel's and bias's, against central differences of sum(dy * out)."""
+    cfg = conv_config("conv", "conv", shape)
+    rng = np.random.default_rng([len(part), *shape])
+    p = init_params(cfg, rng)
+    perturb(p, rng, 0.5)
+    forward, backward = ((convnet.encoder_forward, convnet.encoder_backward) if part == "encoder"
+                         else (convnet.decoder_forward, convnet.decoder_backward))
+    x = rng.random((3, cfg.input_dim if part == "encoder" else convnet.features(cfg)))
+    out, cache = forward(p, x, cfg)
+    dy = rng.standard_normal(out.shape)
+    g = p.zeros_like()
+    dx = backward(dy, cache, g)
+    scalar = lambda: float(np.sum(dy * forward(p, x, cfg)[0]))          # noqa: E731
+    assert rel_err(dx, numerical_grad(scalar, x)) < TOL
+    prefix = "enc_conv" if part == "encoder" else "dec_conv"
+    names = [n for n in p.layout.names if n.startswith(prefix)]
+    assert len(names) == 4
+    for n in names:
+        assert rel_err(g[n], numerical_grad(scalar, p[n])) < TOL, n
+
+
+@pytest.mark.parametrize("shape", [GREY, RGB])
+def test_gradient_eval_mode(shape):
+    cfg, p, x, y, _ = setup("conv", "conv", shape=shape)
     _, _, _, cache = gmm.forward(p, x, y, cfg, None)
     g = gmm.backward(p, cache, cfg)
     num = numerical_grad(lambda: gmm.forward(p, x, y, cfg, None)[0], p.flat, h=1e-5)
@@ -90,6 +121,27 @@ def test_layout_at_28_by_28():
     assert feats.shape == (2, 3136) and logits.shape == (2, 784)
 
 
+def test_layout_of_colour_images_not_square():
+    """32 x 48 RGB images, rows channel after channel: 3 x 32 x 48 -> 32 x 16 x 24 -> 64 x 8 x
+    12 = 6144 features; the decoder's last layer makes the 3 channels' logits, and a row's
+    first H W values are the red channel, which the encoder reads as channel 0."""
+    cfg = Config(model="gmm", encoder="conv", decoder="conv", input_dim=3 * 32 * 48,
+                 image_shape=(32, 48, 3)).validate()
+    shapes = dict(zip(*(lambda lay: (lay.names, lay.shapes))(Layout.from_config(cfg))))
+    assert shapes["enc_conv0.W"] == (32, 3, 3, 3) and shapes["enc0.W"] == (6144, 256)
+    assert shapes["dec2.W"] == (256, 6144)
+    assert shapes["dec_conv0.W"] == (32, 3, 3, 3) and shapes["dec_conv0.b"] == (3,)
+    p = init_params(cfg, np.random.default_rng(0))
+    x = np.zeros((2, 3 * 32 * 48))
+    x[:, :32 * 48] = np.random.default_rng(1).random(32 * 48)           # red only
+    feats, cache = convnet.encoder_forward(p, x, cfg)
+    assert feats.shape == (2, 6144)
+    first = cache[1][0][0][1]                                            # enc_conv0's columns
+    assert first.shape == (2, 3 * 9, 16 * 24) and first[:, 9:].max() == 0 < first[:, :9].max()
+    logits, _ = gmm.decoder_forward(p, np.zeros((2, cfg.latent_dim)), cfg)
+    assert logits.shape == (2, 3 * 32 * 48)
+
+
 def test_init_and_weight_decay():
     """Kernels: LeCun normal with their own fan-in (C 9 for a conv, F 9/4 for a transposed one);
     decayed as weights, their biases not."""
@@ -107,10 +159,11 @@ def test_init_and_weight_decay():
 
 
 # ------------------------------------------------------- the engine, the readable path
+@pytest.mark.parametrize("shape", [GREY, RGB])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("encoder,decoder", NETS)
-def test_engine_matches_readable_float64(encoder, decoder, threads):
-    cfg, p, x, y, noise = setup(encoder, decoder, rows=7)
+def test_engine_matches_readable_float64(encoder, decoder, threads, shape):
+    cfg, p, x, y, noise = setup(encoder, decoder, rows=7, shape=shape)
     check_engine(GMMEngine(cfg, threads=threads), p, x, y, noise, cfg, steps=2)
     small = cfg.replace(eval_batch_size=3)
     tot, usage = evaluate_split(p, x, y, small)
@@ -119,8 +172,9 @@ def test_engine_matches_readable_float64(encoder, decoder, threads):
     np.testing.assert_allclose(usage2, usage, rtol=1e-12)
 
 
-def test_engine_float32_close():
-    cfg, p, x, y, noise = setup("conv", "conv")
+@pytest.mark.parametrize("shape", [GREY, RGB])
+def test_engine_float32_close(shape):
+    cfg, p, x, y, noise = setup("conv", "conv", shape=shape)
     p32 = p.astype(np.float32)
     n32 = type(noise)(noise.eps.astype(np.float32), ())
     loss, g, _ = loss_and_grads(p, x, y, noise, cfg)
@@ -199,9 +253,12 @@ def test_command_line_run(tmp_path, capsys):
     (dict(model="gmm", decoder="deconv"), "decoder = 'deconv'"),
     (dict(encoder="conv"), "the convolutional networks are part of model gmm"),
     (dict(decoder="conv"), "decoder = 'conv' (--decoder)"),
-    (dict(model="gmm", encoder="conv", input_dim=700), "needs square images whose side"),
-    (dict(model="gmm", decoder="conv", conv_channels=(8, 8, 8)), "divisible by "
-     "2**len(conv_channels) = 8"),
+    (dict(model="gmm", encoder="conv", input_dim=700), "700 pixels are not a square: give "
+     "image_shape"),
+    (dict(model="gmm", decoder="conv", conv_channels=(8, 8, 8)), "divisible by 2**3 = 8, and "
+     "the images are 28 x 28"),
+    (dict(model="gmm", encoder="conv", input_dim=3 * 8 * 12, image_shape=(8, 12, 3),
+          conv_channels=(2, 3, 4)), "divisible by 2**3 = 8, and the images are 8 x 12"),
     (dict(model="gmm", conv_channels=(8, 0)), "give one or more positive channel counts"),
     (dict(model="gmm", conv_channels=()), "conv_channels = ()"),
 ])

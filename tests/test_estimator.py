@@ -185,8 +185,57 @@ def test_preset_fills_only_the_settings_left_at_their_defaults(digits):
         ("gmm", ssl["w_cls"], ssl["aug_rotate"])                          # from the preset
     assert (cfg.hidden_dims, cfg.epochs, cfg.latent_dim, cfg.labeled_per_batch) == \
         ((16,), 1, 3, 4)                                                   # given here
-    with pytest.raises(ValueError, match="784 columns"):                   # augmentation
-        clone(est).fit(np.random.default_rng(0).random((20, 5)), y_semi[:20])
+    assert cfg.aug_side == 28 and cfg.pixels("aug_shift") == ssl["aug_shift"]  # at side 28
+    with pytest.raises(ValueError, match="5 pixels are not a square: give image_shape"):
+        clone(est).fit(np.random.default_rng(0).random((20, 5)), y_semi[:20])  # warps
+
+
+def _small_images(rng, n, H, W, C, classes=3):
+    """n images of C x H x W values per row (channel after channel): class k a bright
+    square in one of three places, the same in every channel, plus noise; 12 labels."""
+    x = 0.2 * rng.random((n, C, H, W))
+    y = np.arange(n) % classes
+    for i, k in enumerate(y):
+        x[i, :, k * H // 4:k * H // 4 + H // 2, k * W // 4:k * W // 4 + W // 2] += 0.7
+    y_semi = np.where(np.arange(n) < 12, y, -1)
+    return x.reshape(n, -1), y, y_semi
+
+
+def test_small_grey_images_with_warps_and_consistency():
+    """64 columns are 8 x 8 grey images: the ssl-cons preset's warps, cutout and consistency
+    run on them, their pixel sizes scaled from side 28 to side 8 (aug_side 28)."""
+    rng = np.random.default_rng(0)
+    x, y, y_semi = _small_images(rng, 60, 8, 8, 1)
+    est = MixtureVAEClassifier(preset="ssl-cons", num_classes=None, hidden_dims=(16,),
+                               decoder_dims=(16,), latent_dim=3, epochs=2, batch_size=20,
+                               labeled_per_batch=4, warmup_epochs=0, anneal_epochs=0,
+                               cons_threshold=0.0)
+    est.fit(x, y_semi)
+    cfg = est.config_
+    assert cfg.shape == (8, 8, 1) and cfg.w_cons > 0 and cfg.aug_side == 28
+    assert cfg.cutout_pixels() == 3 and cfg.pixels("strong_shift") == pytest.approx(4 * 8 / 28)
+    assert est.predict_proba(x).shape == (60, 3) and np.isfinite(est.history_["train_loss"]).all()
+
+
+@pytest.mark.parametrize("encoder", ["dense", "conv"])
+def test_colour_images_with_image_shape(encoder):
+    """(n, 3 8 8) rows of RGB images with image_shape (8, 8, 3): warps, consistency and (conv)
+    the convolutional networks read each row as 3 channels of 8 x 8."""
+    rng = np.random.default_rng(1)
+    x, y, y_semi = _small_images(rng, 60, 8, 8, 3)
+    est = MixtureVAEClassifier(model="gmm", num_classes=None, image_shape=(8, 8, 3),
+                               encoder=encoder, decoder=encoder, conv_channels=(4, 8),
+                               hidden_dims=(16,), decoder_dims=(16,), latent_dim=3, epochs=2,
+                               batch_size=20, aug_rotate=10.0, aug_shift=2.0, w_cons=1.0,
+                               cons_threshold=0.0, strong_cutout=12, aug_side=28)
+    est.fit(x, y_semi)
+    assert est.config_.shape == (8, 8, 3) and est.n_features_in_ == 192
+    assert est.predict(x).shape == (60,) and est.sample(2).shape == (2, 192)
+    if encoder == "conv":
+        assert est.params_["enc_conv0.W"].shape == (4, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"image_shape = \(8, 8, 3\) makes 192 values per "
+                                         r"image, but X has 64 columns"):
+        clone(est).fit(x[:, :64], y_semi)
 
 
 @pytest.mark.parametrize("model", ["mixture", "gmm"])

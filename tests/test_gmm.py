@@ -186,8 +186,8 @@ def test_warp_kernel_matches_numpy_twin(dtype):
     x = rng.random((7, 784))
     A = affine_matrices(rng.uniform(-1, 1, (7, 4)), cfg)
     a, b = np.empty_like(x), np.empty_like(x)
-    kernels.warp(x, A, 28, a)
-    kernels.warp_np(x, A, 28, b)
+    kernels.warp(x, A, 28, 28, a)
+    kernels.warp_np(x, A, 28, 28, b)
     np.testing.assert_allclose(a, b, atol=1e-12)
     out = augment(x.astype(dtype), rng.uniform(-1, 1, (7, 4)), cfg)
     assert out.dtype == dtype and out.min() >= 0 and out.max() <= 1
@@ -206,6 +206,41 @@ def test_augment_identity_shift_and_rotation():
     quarter = augment(x, np.array([[1.0, 0.0, 0.0, 0.0]]), cfg).reshape(28, 28)  # 90 degrees
     assert np.allclose(quarter, np.rot90(im, k=1), atol=1e-9) or \
         np.allclose(quarter, np.rot90(im, k=-1), atol=1e-9)
+
+
+def test_augment_colour_images_every_channel_alike():
+    """8 x 12 RGB images (rows channel after channel): a 1-pixel shift to the right moves
+    each channel as a grey image of its own moves, a 90-degree turn about the centre of a
+    square one turns each channel, and the identity keeps the image."""
+    rng = np.random.default_rng(8)
+    H, W, C = 8, 12, 3
+    x = rng.random((2, C * H * W))
+    cfg = Config(input_dim=C * H * W, image_shape=(H, W, C), aug_rotate=90, aug_shift=2)
+    np.testing.assert_allclose(augment(x, np.zeros((2, 4)), cfg), x, atol=1e-12)
+    right = augment(x, np.array([[0.0, 0.0, 0.5, 0.0]] * 2), cfg).reshape(2, C, H, W)
+    im = x.reshape(2, C, H, W)
+    np.testing.assert_allclose(right[..., 1:], im[..., :-1], atol=1e-12)
+    assert np.all(right[..., 0] == 0)
+    grey = Config(input_dim=H * W, image_shape=(H, W), aug_rotate=30, aug_scale=0.2,
+                  aug_shift=2)
+    u = rng.uniform(-1, 1, (2, 4))
+    each = [augment(np.ascontiguousarray(im[:, c].reshape(2, H * W)), u, grey)
+            for c in range(C)]
+    np.testing.assert_array_equal(augment(x, u, cfg.replace(aug_scale=0.2, aug_rotate=30))
+                                  .reshape(2, C, H * W), np.stack(each, axis=1))
+    S = 6
+    sq = rng.random((1, C * S * S))
+    quarter = augment(sq, np.array([[1.0, 0.0, 0.0, 0.0]]),
+                      Config(input_dim=C * S * S, image_shape=(S, S, C), aug_rotate=90))
+    turned = [np.rot90(sq.reshape(C, S, S), k=k, axes=(1, 2)) for k in (1, -1)]
+    assert any(np.allclose(quarter.reshape(C, S, S), t, atol=1e-9) for t in turned)
+
+
+def test_augment_needs_the_shape():
+    """A row length that is not the configured images' is refused."""
+    with pytest.raises(ValueError, match="have 192 values, but the rows hold 64"):
+        augment(np.zeros((1, 64)), np.zeros((1, 4)),
+                Config(input_dim=192, image_shape=(8, 8, 3), aug_shift=1))
 
 
 # ------------------------------------------------------- schedule and config
@@ -293,7 +328,7 @@ def test_checkpoints_store_extensions_only_when_set(tmp_path):
 
     assert not set(EXTENSIONS) & set(Config().to_dict(compact=True))
     assert set(Config().to_dict()) - set(Config().to_dict(compact=True)) == set(EXTENSIONS)
-    cfg = gmm_config(labeled_per_batch=4, aug_shift=1.0)
+    cfg = gmm_config(labeled_per_batch=4, aug_shift=1.0, image_shape=(3, 4))
     compact = cfg.to_dict(compact=True)
     assert compact["model"] == "gmm" and compact["aug_shift"] == 1.0
     assert "aug_rotate" not in compact and "warmup_epochs" not in compact

@@ -54,7 +54,7 @@ def cases(dtype, B, seed=0):
                          np.array([1.0, 0.5, 0.001, 1.0, 5.0, -0.05]), f(B, K), f(B, 2),
                          f(B, 2), f(K)),
         # a rotation, scale and shift per image, some reading far outside the 28 x 28 frame
-        "warp": (rng.random((B, 784)).astype(dtype), _affine(rng, B), 28, f(B, 784)),
+        "warp": (rng.random((B, 784)).astype(dtype), _affine(rng, B), 28, 28, f(B, 784)),
         # model gmm's latent block: a few labeled rows, both weights' signs in use
         "gmm_latent": (f(B, 2), 0.3 * f(B, 2), f(B, 2), _labels(rng, B), f(K), f(K, 2),
                        0.3 * f(K, 2), np.array([0.7, 0.9, 0.4, 5.0, -0.3, 2.0]), True,
@@ -64,6 +64,19 @@ def cases(dtype, B, seed=0):
         "im2col": (f(B, 2, 6, 5), 2, 1, f(B, 2, 3, 3, 3, 3)),
         "col2im": (f(B, 2, 3, 3, 3, 3), 2, 1, f(B, 2, 6, 5)),
     }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("H,W,C", [(10, 14, 3), (9, 6, 1), (7, 7, 3)])
+def test_warp_kernel_equals_twin_any_shape(H, W, C, dtype):
+    """The warp on images that are not square, grey or RGB, against its twin."""
+    rng = np.random.default_rng([H, W, C])
+    B = 5
+    args = (rng.random((B, C * H * W)).astype(dtype), _affine(rng, B), H, W,
+            np.full((B, C * H * W), np.nan, dtype))
+    (got,), (want,) = run(kk.warp, args)[-1:], run(kk.warp_np, args)[-1:]
+    assert not np.isnan(got).any() and got.dtype == dtype
+    assert rel(got, want) < TOL[dtype], f"warp differs from its twin by {rel(got, want):.2e}"
 
 
 def _affine(rng, B):

@@ -240,14 +240,15 @@ class Config:
     def _check_sizes(self) -> None:
         """Warps and the strong view's cutout (npvae/engine/augment.py) need the images'
         shape, and their sizes in pixels (after aug_side's scaling) must fit the image."""
-        warps = self.augments or self.w_cons
-        self._need(not warps or self.shape is not None,
-                   "w_cons" if self.w_cons else "aug_rotate",
+        warps = [n for n in ("aug_rotate", "aug_scale", "aug_shift", "w_cons") if getattr(self, n)]
+        self._need(not warps or self.shape is not None, (warps or ["w_cons"])[-1],
                    f"the warps need the images' height and width, and {self.input_dim} pixels "
                    f"are not a square: give image_shape (--image-shape)")
         side = self.image_side or 28
-        for name in ("aug_shift", "strong_shift"):
-            self._need(self.pixels(name) <= side / 2, name,
+        # only the sizes in use: the strong view's defaults (4 pixels, ...) must not refuse
+        # images of a few pixels that no warp touches (w_cons 0)
+        for name, used in (("aug_shift", self.augments), ("strong_shift", self.w_cons)):
+            self._need(not used or self.pixels(name) <= side / 2, name,
                        f"give pixels in [0, {side / 2:g}] (half the image's side)" +
                        (f"; it is {self.pixels(name):g} pixels at the data's side {side}, "
                         f"scaled from aug_side {self.aug_side}" if self.aug_side else ""))
@@ -310,7 +311,9 @@ class Config:
         value = getattr(self, name)
         if self.aug_side is None or self.image_side is None:
             return value
-        return value * self.image_side / self.aug_side
+        # the ratio first: at the side the sizes were given for it is exactly 1, so the
+        # value comes back unchanged to the last bit (value * side / side need not)
+        return value * (self.image_side / self.aug_side)
 
     def cutout_pixels(self) -> int:
         """The strong view's cutout side in whole pixels (pixels("strong_cutout"), rounded)."""

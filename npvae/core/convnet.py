@@ -1,26 +1,31 @@
 """Model gmm's convolutional encoder and decoder (Config.encoder / decoder = "conv"), built
 from the layer pairs of conv.py (docs/math.md, sections 15 and 16).
 
-Symbols: B images of S x S pixels (D = S^2), L = len(conv_channels) layers with channels
-Ch[0..L-1] (Ch[-1] := 1, the image), s = S / 2^L the side of the smallest feature maps.
-Every layer is a 3x3 kernel at stride 2 with padding 1, which maps a side n to n / 2 (n even),
-and its transpose, which maps n / 2 back to n (out_hw = 2 n / 2; its default would be n - 1).
+Symbols: B images of H x W pixels with C channels (cfg.shape = (H, W, C); C 1 grey, 3 RGB),
+each a row of D = C H W values channel after channel; L = len(conv_channels) layers with
+channels Ch[0..L-1] (Ch[-1] := C, the image's); h = H / 2^L and w = W / 2^L the height and
+width of the smallest feature maps. Every layer is a 3x3 kernel at stride 2 with padding 1,
+which maps a side n to n / 2 (n even), and its transpose, which maps n / 2 back to n
+(out_hw = 2 n / 2 along each axis; its default would be n - 1). In the comments m x n is
+the larger of a layer's two sizes (its input in the encoder, its output in the decoder).
 
-    encoder   x (B, D) -> (B, 1, S, S) -> [conv2d -> lrelu] for i = 0..L-1
-              -> (B, Ch[L-1], s, s) -> flatten (B, Ch[L-1] s s)         then the dense trunk
-    decoder   the decoder MLP, its last layer d.. -> Ch[L-1] s s followed by lrelu, then
-              (B, Ch[L-1] s s) -> (B, Ch[L-1], s, s) -> [conv2d_transpose -> lrelu] for
-              i = L-1..1 -> conv2d_transpose i = 0 (no lrelu: logits) (B, 1, S, S) -> (B, D)
+    encoder   x (B, D) -> (B, C, H, W) -> [conv2d -> lrelu] for i = 0..L-1
+              -> (B, Ch[L-1], h, w) -> flatten (B, Ch[L-1] h w)         then the dense trunk
+    decoder   the decoder MLP, its last layer d.. -> Ch[L-1] h w followed by lrelu, then
+              (B, Ch[L-1] h w) -> (B, Ch[L-1], h, w) -> [conv2d_transpose -> lrelu] for
+              i = L-1..1 -> conv2d_transpose i = 0 (no lrelu: logits) (B, C, H, W) -> (B, D)
 
-At 28 x 28 with conv_channels (32, 64): the encoder makes 32 x 14 x 14, then 64 x 7 x 7 = 3136
-features for the trunk; the decoder mirrors it, 3136 -> 64 x 7 x 7 -> 32 x 14 x 14 -> 1 x 28 x 28.
+At 28 x 28 grey with conv_channels (32, 64): the encoder makes 32 x 14 x 14, then 64 x 7 x 7 =
+3136 features for the trunk; the decoder mirrors it, 3136 -> 64 x 7 x 7 -> 32 x 14 x 14 ->
+1 x 28 x 28. On 32 x 48 RGB images: 3 x 32 x 48 -> 32 x 16 x 24 -> 64 x 8 x 12 = 6144 features.
 Stride-2 convolutions instead of pooling: the down- and upsampling is learned, and the decoder's
 transposed convolutions are exactly the encoder's layers run backwards (the same kernel shapes).
 
-Parameters: enc_conv{i}.W (Ch[i], Ch[i-1], 3, 3), enc_conv{i}.b (Ch[i],); dec_conv{i}.W
-(Ch[i], Ch[i-1], 3, 3) in conv2d's layout (the transposed layer's input channels first),
-dec_conv{i}.b (Ch[i-1],). `ops` are conv.py's keyword arguments gather= and scatter= (the
-engine passes its Numba im2col / col2im); by default conv.py's NumPy ones.
+Parameters: enc_conv{i}.W (Ch[i], Ch[i-1], 3, 3), enc_conv{i}.b (Ch[i],) (enc_conv0.W is
+(Ch[0], C, 3, 3)); dec_conv{i}.W (Ch[i], Ch[i-1], 3, 3) in conv2d's layout (the transposed
+layer's input channels first), dec_conv{i}.b (Ch[i-1],) (dec_conv0 makes the C channels of
+the logits). `ops` are conv.py's keyword arguments gather= and scatter= (the engine passes its
+Numba im2col / col2im); by default conv.py's NumPy ones.
 """
 from __future__ import annotations
 
@@ -30,19 +35,22 @@ from . import layers as L
 KERNEL, STRIDE, PAD = 3, 2, 1
 
 
-def _sides(cfg) -> tuple[int, int]:
-    """(S, s): the image side and the side of the smallest feature maps, S / 2^L."""
-    S = round(cfg.input_dim ** 0.5)
-    return S, S // 2 ** len(cfg.conv_channels)
+def _sides(cfg) -> tuple[int, int, int, int, int]:
+    """(C, H, W, h, w): the image's channels, height and width, and the height and width of
+    the smallest feature maps, H / 2^L and W / 2^L."""
+    H, W, C = cfg.shape
+    halvings = 2 ** len(cfg.conv_channels)
+    return C, H, W, H // halvings, W // halvings
 
 
 def features(cfg) -> int:
-    """Ch[L-1] s s: the width of the flattened smallest feature maps."""
-    return cfg.conv_channels[-1] * _sides(cfg)[1] ** 2
+    """Ch[L-1] h w: the width of the flattened smallest feature maps."""
+    _, _, _, h, w = _sides(cfg)
+    return cfg.conv_channels[-1] * h * w
 
 
 def encoder_out(cfg) -> int:
-    """The dense trunk's input width: the features with a conv encoder, else the D pixels."""
+    """The dense trunk's input width: the features with a conv encoder, else the D values."""
     return features(cfg) if cfg.encoder == "conv" else cfg.input_dim
 
 
@@ -53,7 +61,7 @@ def decoder_in(cfg) -> int:
 
 def arrays(cfg, prefix: str):
     """(name, shape) of the kernels and biases of prefix "enc_conv" or "dec_conv", i = 0..L-1."""
-    chans = (1, *cfg.conv_channels)
+    chans = (_sides(cfg)[0], *cfg.conv_channels)                        # Ch[-1] = C
     for i in range(len(cfg.conv_channels)):
         yield f"{prefix}{i}.W", (chans[i + 1], chans[i], KERNEL, KERNEL)
         yield f"{prefix}{i}.b", ((chans[i + 1],) if prefix == "enc_conv" else (chans[i],))
@@ -61,42 +69,42 @@ def arrays(cfg, prefix: str):
 
 # ------------------------------------------------------------------------- encoder
 def encoder_forward(p, x, cfg, **ops):
-    """x (B, D) -> the flattened features (B, Ch[L-1] s s) and the cache."""
-    S = _sides(cfg)[0]
-    h, c_in = C.unflatten_forward(x, (1, S, S))                          # (B, 1, S, S)
+    """x (B, D) -> the flattened features (B, Ch[L-1] h w) and the cache."""
+    Cin, H, W, _, _ = _sides(cfg)
+    h, c_in = C.unflatten_forward(x, (Cin, H, W))                        # (B, C, H, W)
     layers = []
     for i in range(len(cfg.conv_channels)):
         h, c_conv = C.conv2d_forward(h, p[f"enc_conv{i}.W"], p[f"enc_conv{i}.b"], STRIDE, PAD,
-                                     **ops)                              # (B, Ch[i], n/2, n/2)
+                                     **ops)                              # (B, Ch[i], m/2, n/2)
         h, c_act = L.lrelu_forward(h)
         layers.append((c_conv, c_act))
-    h, c_out = C.flatten_forward(h)                                      # (B, Ch[L-1] s s)
+    h, c_out = C.flatten_forward(h)                                      # (B, Ch[L-1] h w)
     return h, (c_in, layers, c_out)
 
 
 def encoder_backward(dh, cache, g):
-    """dh (B, Ch[L-1] s s) -> writes the enc_conv gradients into g; returns dx (B, D)."""
+    """dh (B, Ch[L-1] h w) -> writes the enc_conv gradients into g; returns dx (B, D)."""
     c_in, layers, c_out = cache
-    dh = C.flatten_backward(dh, c_out)                                   # (B, Ch[L-1], s, s)
+    dh = C.flatten_backward(dh, c_out)                                   # (B, Ch[L-1], h, w)
     for i in reversed(range(len(layers))):
         c_conv, c_act = layers[i]
-        dh = L.lrelu_backward(dh, c_act)                                 # (B, Ch[i], n/2, n/2)
+        dh = L.lrelu_backward(dh, c_act)                                 # (B, Ch[i], m/2, n/2)
         dh, g[f"enc_conv{i}.W"][...], g[f"enc_conv{i}.b"][...] = C.conv2d_backward(
-            dh, c_conv)                                                  # (B, Ch[i-1], n, n)
+            dh, c_conv)                                                  # (B, Ch[i-1], m, n)
     return C.unflatten_backward(dh, c_in)                                # (B, D)
 
 
 # ------------------------------------------------------------------------- decoder
 def decoder_forward(p, h, cfg, **ops):
-    """h (B, Ch[L-1] s s), the decoder MLP's output after its lrelu -> logits (B, D) and
+    """h (B, Ch[L-1] h w), the decoder MLP's output after its lrelu -> logits (B, D) and
     the cache."""
-    s = _sides(cfg)[1]
-    h, c_in = C.unflatten_forward(h, (cfg.conv_channels[-1], s, s))      # (B, Ch[L-1], s, s)
+    _, _, _, hs, ws = _sides(cfg)
+    h, c_in = C.unflatten_forward(h, (cfg.conv_channels[-1], hs, ws))    # (B, Ch[L-1], h, w)
     layers = []
     for i in reversed(range(len(cfg.conv_channels))):
-        n = 2 * h.shape[2]
+        m, n = 2 * h.shape[2], 2 * h.shape[3]
         h, c_conv = C.conv2d_transpose_forward(h, p[f"dec_conv{i}.W"], p[f"dec_conv{i}.b"],
-                                               STRIDE, PAD, (n, n), **ops)  # (B, Ch[i-1], n, n)
+                                               STRIDE, PAD, (m, n), **ops)  # (B, Ch[i-1], m, n)
         c_act = None
         if i > 0:
             h, c_act = L.lrelu_forward(h)
@@ -107,12 +115,12 @@ def decoder_forward(p, h, cfg, **ops):
 
 def decoder_backward(dl, cache, g):
     """dl (B, D) -> writes the dec_conv gradients into g; returns the gradient of the decoder
-    MLP's output (B, Ch[L-1] s s)."""
+    MLP's output (B, Ch[L-1] h w)."""
     c_in, layers, c_out = cache
-    dh = C.flatten_backward(dl, c_out)                                   # (B, 1, S, S)
+    dh = C.flatten_backward(dl, c_out)                                   # (B, C, H, W)
     for i, c_conv, c_act in reversed(layers):                            # i = 0, 1, .., L-1
         if c_act is not None:
-            dh = L.lrelu_backward(dh, c_act)                             # (B, Ch[i-1], n, n)
+            dh = L.lrelu_backward(dh, c_act)                             # (B, Ch[i-1], m, n)
         dh, g[f"dec_conv{i}.W"][...], g[f"dec_conv{i}.b"][...] = C.conv2d_transpose_backward(
-            dh, c_conv)                                                  # (B, Ch[i], n/2, n/2)
-    return C.unflatten_backward(dh, c_in)                                # (B, Ch[L-1] s s)
+            dh, c_conv)                                                  # (B, Ch[i], m/2, n/2)
+    return C.unflatten_backward(dh, c_in)                                # (B, Ch[L-1] h w)

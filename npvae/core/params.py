@@ -20,12 +20,13 @@ Model "gmm" (npvae/core/gmm.py) keeps the trunk and the mu / lv heads and has in
     prior           pi_logits (K,)      prior_mu (K, d)     prior_lv (K, d)   p(z|c) = N(m_c, e^lv_c)
     decoder         dec{i}.W  d -> G[0] -> ... -> D (logits), one decoder shared by all c
 
-and, with encoder / decoder "conv" (npvae/core/convnet.py; L = len(conv_channels), Ch =
-conv_channels, Ch[-1] := 1, S = sqrt(D), s = S / 2^L):
+and, with encoder / decoder "conv" (npvae/core/convnet.py; images of cfg.shape = (Hi, Wi, Ci),
+D = Ci Hi Wi, L = len(conv_channels), Ch = conv_channels, Ch[-1] := Ci, h = Hi / 2^L,
+w = Wi / 2^L):
 
     conv encoder    enc_conv{i}.W (Ch[i], Ch[i-1], 3, 3)  enc_conv{i}.b (Ch[i],)   before enc0,
-                    whose input is then Ch[L-1] s s wide
-    conv decoder    the last dec{i} maps G[-1] -> Ch[L-1] s s, then dec_conv{i}.W (Ch[i],
+                    whose input is then Ch[L-1] h w wide
+    conv decoder    the last dec{i} maps G[-1] -> Ch[L-1] h w, then dec_conv{i}.W (Ch[i],
                     Ch[i-1], 3, 3) (conv2d's layout)  dec_conv{i}.b (Ch[i-1],), i = L-1 .. 0
 """
 from __future__ import annotations

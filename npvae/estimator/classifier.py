@@ -10,9 +10,14 @@ The constructor takes every Config field that describes the model and its traini
 Config's defaults, except those that describe the data, which here is X and y: `data`,
 `num_samples` and `num_labeled` (the labeled rows are those of y that are not -1), `seed`
 (named `random_state`, as in scikit-learn) and the report header (`name`, `description`,
-`tags`); npvae/estimator/signature.py derives the list from Config. Two follow the data
+`tags`), `resize` (X's images all have one size) and `class_names` (classes_ holds y's own
+labels); npvae/estimator/signature.py derives the list from Config. Three follow the data
 unless set:
   input_dim    None: the number of columns of X (784 for MNIST images); a number: X must have it.
+  image_shape  (): square grey images of as many pixels as X has columns (784: 28 x 28, 64:
+               8 x 8), or none when that is not a square (dense networks without warps only);
+               (H, W) grey or (H, W, C) with C 1 or 3: each row of X one image's C H W values,
+               channel after channel (an RGB image's red H x W, then green, then blue).
   num_classes  10: labels are the integers 0..num_classes-1 and classes_ = 0..num_classes-1,
                whether or not every class has a labeled row; None: the classes are the distinct
                labels of y (any sortable values, as in scikit-learn) and num_classes their count.
@@ -26,8 +31,10 @@ values are refused, as are NaN and inf. scaling="minmax" (for data that is not p
 scikit-learn's 8x8 digits with values 0..16): fit learns the smallest and largest value of X
 (data_min_, data_max_) and maps X linearly onto [0, 1]; new data is mapped the same way and
 clipped to [0, 1].
-Augmentation (aug_*) and the consistency term's strong view (w_cons > 0) warp 28 x 28 images and
-need D = 784.
+Augmentation (aug_*), the consistency term's strong view (w_cons > 0) and the conv networks
+need the images' shape: square grey images, or image_shape. Their sizes in pixels (aug_shift,
+strong_shift, strong_cutout) are scaled by the images' shorter side / aug_side when aug_side
+is set, as the presets set it (28: their sizes are for 28 x 28 digits).
 
 Validation: fit holds out val_fraction of the rows (at least one; seeded by random_state, the
 recipe of npvae.training.data.make_splits) for early stopping, as the command line does; their
@@ -50,8 +57,6 @@ from npvae.core.config import Config
 from .inputs import holdout, is_unlabeled, rows, to_unit
 from .signature import NOT_PARAMS, config_params  # noqa: F401  (NOT_PARAMS: imported from here)
 
-IMAGE_PIXELS = 784
-
 
 class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """A semi-supervised mixture-prior VAE (npvae) with scikit-learn's interface; see the
@@ -59,13 +64,13 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     config_ (the Config trained with), classes_ (C,), n_features_in_, history_, n_iter_
     (epochs completed), fit_seconds_."""
 
-    def __init__(self, *, preset=None, val_fraction=0.1, model="mixture", K=10, latent_dim=2,
-                 hidden_dims=(256, 128, 64), embed_dim=8, pathway_dim=32, decoder_dims=(128, 256),
-                 classifier_dims=(64, 64), dropout=0.2, num_classes=10, input_dim=None,
-                 encoder="dense", decoder="dense", conv_channels=(32, 64), w_rec=1.0, w_kl=0.5,
-                 w_klc=0.001, w_dir=1.0, dirichlet_alpha=5.0, w_div=-0.05, w_cls=1.0,
-                 labeled_per_batch=0, warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0,
-                 aug_scale=0.0, aug_shift=0.0, w_cons=0.0, cons_threshold=0.95,
+    def __init__(self, *, preset=None, val_fraction=0.1, image_shape=(), model="mixture", K=10,
+                 latent_dim=2, hidden_dims=(256, 128, 64), embed_dim=8, pathway_dim=32,
+                 decoder_dims=(128, 256), classifier_dims=(64, 64), dropout=0.2, num_classes=10,
+                 input_dim=None, encoder="dense", decoder="dense", conv_channels=(32, 64),
+                 w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0, dirichlet_alpha=5.0, w_div=-0.05,
+                 w_cls=1.0, labeled_per_batch=0, warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0,
+                 aug_scale=0.0, aug_shift=0.0, aug_side=None, w_cons=0.0, cons_threshold=0.95,
                  cons_temperature=0.0, strong_rotate=30.0, strong_scale=0.2, strong_shift=4.0,
                  strong_cutout=12, lr=0.001, lr_decay="none", beta1=0.9, beta2=0.999,
                  adam_eps=1e-08, weight_decay=0.0001, grad_clip=1.0, epochs=50, batch_size=128,
@@ -92,6 +97,11 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"X has {n_features} features, but input_dim = "
                              f"{own['input_dim']}; give X with that many columns or leave "
                              f"input_dim=None to follow X.")
+        shape = tuple(own["image_shape"] or ())
+        if shape and int(np.prod(shape)) != n_features:
+            raise ValueError(f"image_shape = {shape} makes {int(np.prod(shape))} values per "
+                             f"image, but X has {n_features} columns; each row holds one "
+                             f"image's C x H x W values, channel after channel.")
         if own["num_classes"] is None:
             own["num_classes"] = n_classes
             if own["model"] == "gmm":
@@ -101,13 +111,7 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             seed = int(np.random.SeedSequence().entropy % 2**32)
         own.update(seed=seed, num_labeled=0, name="estimator")
         cfg = Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in own.items()})
-        cfg.validate()
-        if (cfg.augments or cfg.w_cons) and n_features != IMAGE_PIXELS:
-            raise ValueError(f"augmentation (aug_rotate, aug_scale, aug_shift) and the "
-                             f"consistency term's strong view warp 28x28 images, so X needs "
-                             f"{IMAGE_PIXELS} columns, not {n_features}; set the aug_* "
-                             f"settings and w_cons to 0 for other data.")
-        return cfg
+        return cfg.validate()
 
     # ------------------------------------------------------------------- inputs
     def _pixels(self, X, reset: bool) -> np.ndarray:

@@ -13,8 +13,11 @@ from dataclasses import fields
 from npvae.core.config import Config
 
 # Config fields the estimator does not take: the data is X and y (the labeled rows are those
-# of y that are not -1), `seed` is random_state, and a fit writes no report.
-NOT_PARAMS = ("data", "num_samples", "num_labeled", "seed", "name", "description", "tags")
+# of y that are not -1; `resize` is for folders of image files of several sizes, and the
+# names of the classes are y's own labels, classes_), `seed` is random_state, and a fit writes
+# no report.
+NOT_PARAMS = ("data", "num_samples", "num_labeled", "resize", "class_names", "seed", "name",
+              "description", "tags")
 BEFORE = {"preset": None}                      # applied to the settings left at their defaults
 CHANGED = {"input_dim": None}                  # None: the number of columns of X
 AFTER = {"scaling": "pixels", "random_state": Config().seed, "verbose": False}

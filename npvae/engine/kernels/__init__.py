@@ -71,7 +71,7 @@ def warm_up(dtype) -> None:
     heads_forward(a, a, a, a[:0], a.copy(), a.copy())
     latent_terms(a / 3, a, a, a, v / 3, w, a.copy(), a.copy(), a.copy(), v.copy())
     sq_norm(v)
-    warp(np.ones((1, 4), dt), np.zeros((1, 2, 3)), 2, np.ones((1, 4), dt))
+    warp(np.ones((1, 4), dt), np.zeros((1, 2, 3)), 2, 2, np.ones((1, 4), dt))
     gmm_latent(a, a, a, np.array([-1, 0]), v, a, a, np.ones(6), True, a.copy(), a.copy(),
                a.copy(), a.copy(), a.copy(), v.copy(), a.copy(), a.copy())
     adamw(v.copy(), v, v.copy(), v.copy(), v, 1.0, 1e-3, 0.9, 0.999, 1e-8, 1e-4, 1)
