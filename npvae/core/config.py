@@ -246,7 +246,7 @@ class Config:
                    f"the warps need the images' height and width, and {self.input_dim} pixels "
                    f"are not a square: give image_shape (--image-shape)")
         side = self.image_side or 28
-        for name in ("aug_shift", "strong_shift"):
+        for name in ("aug_shift", "strong_shift")[:2 if self.w_cons else 1]:   # the ones used
             self._need(self.pixels(name) <= side / 2, name,
                        f"give pixels in [0, {side / 2:g}] (half the image's side)" +
                        (f"; it is {self.pixels(name):g} pixels at the data's side {side}, "

@@ -9,6 +9,7 @@ checks run on the resolved settings, so a bad value is refused wherever it came 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import fields
 
 from npvae.core.config import Config
@@ -100,8 +101,7 @@ def resolve(ns: argparse.Namespace) -> tuple[Config, dict]:
 
     With data (cfg.data), the rules that need the images' shape wait for the data
     (validate(shape=False); npvae/training/data.py:fit_to_data checks them once it is
-    loaded). Model gmm's K follows num_classes unless K was given (one component per
-    class)."""
+    loaded). Settings that follow from others unless given: _follow."""
     names = [f.name for f in fields(Config)]
     flags = {k: v for k, v in vars(ns).items() if k in names}
     path = getattr(ns, "config", None)
@@ -112,10 +112,21 @@ def resolve(ns: argparse.Namespace) -> tuple[Config, dict]:
         values.update(layer)
         given.update(dict.fromkeys(layer, source))
     sources = {k: given[k] for k in names if k in given}
-    if values.get("model") == "gmm" and "K" not in values and "num_classes" in values:
-        values["K"] = values["num_classes"]
+    _follow(values)
     shape = values.get("data") is None             # the shape is known: the embedded digits
     if not path:
         return Config.from_dict(values).validate(shape), sources
     return _validated(values, path, {k: lines[k] for k in toml if k not in flags},
                       shape), sources
+
+
+def _follow(values: dict) -> None:
+    """Settings that follow from other given ones unless they were given themselves:
+    input_dim from image_shape (H * W * C), num_classes from class_names (one name each),
+    and model gmm's K from num_classes (one component per class)."""
+    if values.get("image_shape") and "input_dim" not in values:
+        values["input_dim"] = math.prod(values["image_shape"])
+    if values.get("class_names") and "num_classes" not in values:
+        values["num_classes"] = len(values["class_names"])
+    if values.get("model") == "gmm" and "K" not in values and "num_classes" in values:
+        values["K"] = values["num_classes"]

@@ -222,7 +222,7 @@ def _named(y: np.ndarray, names: tuple, source: str) -> np.ndarray:
     """Labels of data that names its classes: indices into names, or names themselves."""
     if y.dtype.kind in "US":
         index = {name: i for i, name in enumerate(names)}
-        unknown = [v for v in np.unique(y) if str(v) not in index]
+        unknown = [v.item() for v in np.unique(y) if str(v) not in index]
         if unknown:
             raise DataError(f"Label {unknown[0]!r} from {source} is not one of its classes "
                             f"({', '.join(names)}).")
@@ -239,7 +239,7 @@ def labels_like(y, train: Dataset, source: str) -> np.ndarray:
     y = _whole(np.asarray(y), source)
     if train.label_map is not None:
         index = train.label_map
-        unknown = [v for v in np.unique(y) if str(v) not in index]
+        unknown = [v.item() for v in np.unique(y) if str(v) not in index]
         if unknown:
             raise DataError(f"Label {unknown[0]!r} from {source} is not one of the training "
                             f"data's classes ({', '.join(train.classes)}).")
