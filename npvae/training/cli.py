@@ -44,7 +44,8 @@ def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> Non
             kw.update(type=str, nargs="*", metavar="NAME" if f.name == "class_names" else "TAG")
             shown = " ".join(default)
         elif ann.startswith("int"):
-            kw.update(type=_none_or(int) if "None" in ann else int, metavar="N")
+            kw.update(type=_none_or(int) if "None" in ann else int,
+                      metavar="S" if f.name == "resize" else "N")
             shown = default
         elif ann == "float":
             kw.update(type=float, metavar="X")
