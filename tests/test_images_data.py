@@ -180,7 +180,8 @@ def test_resize_makes_every_image_s_by_s(tmp_path):
         read_dataset(tmp_path)
     ds = read_dataset(tmp_path, resize=5)
     assert ds.shape == (5, 5, 3) and ds.x.shape == (2, 75)
-    np.testing.assert_allclose(ds.x[0], 1.0) and np.testing.assert_allclose(ds.x[1], 0.0)
+    np.testing.assert_allclose(ds.x[0], 1.0)              # white grey, as three channels
+    np.testing.assert_allclose(ds.x[1], 0.0)
 
 
 # ------------------------------------------------------------------ bad folders

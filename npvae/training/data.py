@@ -43,7 +43,6 @@ from .images import (Dataset, check_label_count, describe, labels_like, make_dat
                      numbers)
 from .splits import Splits, make_splits, subsample, visible_labels  # noqa: F401 (re-exported)
 
-NUM_CLASSES = 10                       # the embedded digits' classes
 EVERY = {f.name: "config" for f in fields(Config)}   # sources of a recorded config: all given
 _DEFAULTS = Config()
 

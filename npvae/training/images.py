@@ -210,7 +210,9 @@ def read_labels(y, source: str, names=None, num_classes: int | None = None):
 
 def _whole(y: np.ndarray, source: str) -> np.ndarray:
     """Labels as integers or strings; whole-number floats become integers."""
-    if y.dtype.kind in "iuUS":
+    if y.dtype.kind == "S":                     # bytes: named by their text
+        return y.astype(str)
+    if y.dtype.kind in "iuU":
         return y
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.rint(y)):
         return np.rint(y).astype(np.int64)
