@@ -184,7 +184,8 @@ def check_label_count(y, n: int, source: str) -> None:
 def read_labels(y, source: str, names=None, num_classes: int | None = None):
     """(y int64 in 0..C-1 or None, class names, label map or None); the rules are in the
     module docstring."""
-    names = None if names is None else tuple(str(n) for n in np.asarray(names).reshape(-1))
+    if names is not None:                       # (bytes decode to their text)
+        names = tuple(str(n) for n in np.asarray(names).astype(str).reshape(-1))
     if y is None:
         return None, names or (), None
     y = _whole(np.asarray(y), source)
