@@ -67,8 +67,10 @@ def test_negative_weight_is_refused_but_w_div_may_be_negative(tmp_path, weight):
     (["--num-samples", "61"], ["num_samples=61", "60 images", "1..60"]),
     (["--num-labeled", "61"], ["num_labeled=61", "60 images", "0..60"]),
     (["--num-samples", "5", "--num-labeled", "0"], ["no validation image", "--val-fraction"]),
-    (["--input-dim", "100"], ["input_dim = 100", "784 pixels"]),
-    (["--num-classes", "5"], ["num_classes = 5", "at least 10"]),
+    (["--input-dim", "100"], ["input_dim = 100", "28 x 28 grey", "784 values"]),
+    (["--num-classes", "5"], ["num_classes = 5", "has 10 classes"]),
+    (["--image-shape", "14,56"], ["image_shape = 14,56", "28,28,1 (H,W,C)"]),
+    (["--class-names", "a", "b"], ["class_names = ('a', 'b')", "one name per class"]),
 ])
 def test_setting_that_does_not_fit_the_data(tmp_path, args, words):
     """On 60 digits in an npz file (the embedded 5000 behave the same, only slower to load)."""
@@ -193,20 +195,18 @@ def _idx_counts(tmp_path):
     return _idx(tmp_path, labels=fake_digits(n=60)[1][:50])
 
 
-def _idx_20x20(tmp_path):
-    return _idx(tmp_path, images=fake_digits(n=60, side=20)[0])
-
-
-def _idx_labels_12(tmp_path):
-    return _idx(tmp_path, labels=_with(fake_digits(n=60)[1], 7, 12))
+def _idx_too_large(tmp_path):
+    """Two grey images of 1 x 196609 values, one more than the model's limit."""
+    return _idx(tmp_path, images=np.zeros((2, 1, 196609), np.uint8),
+                labels=fake_digits(n=2)[1])
 
 
 def _npz_counts(tmp_path):
     return _npz(tmp_path, y=fake_digits(n=60)[1][:50])
 
 
-def _npz_20x20(tmp_path):
-    return _npz(tmp_path, x=np.zeros((60, 20, 20), np.float32))
+def _npz_no_shape_rule(tmp_path):
+    return _npz(tmp_path, x=np.zeros((60, 20, 20, 2), np.float32))
 
 
 def _npz_700_pixels(tmp_path):
@@ -234,7 +234,9 @@ def _npz_grey_256(tmp_path):
 
 
 def _npz_label_10(tmp_path):
-    return _npz(tmp_path, y=_with(fake_digits(n=60)[1].astype(int), 3, 10))
+    """Labels up to 10 but only 10 class names: a label beyond the classes."""
+    return _npz(tmp_path, y=_with(fake_digits(n=60)[1].astype(int), 3, 10),
+                classes=np.array([f"c{i}" for i in range(10)]))
 
 
 def _npz_label_negative(tmp_path):
@@ -324,19 +326,19 @@ def _npz_not_zip(tmp_path):
     (_gzip_crc, [IMAGES + ".gz", "not a valid gzip file", "CRC"]),
     (_gzip_not_gzip, [LABELS + ".gz", "not a valid gzip file"]),
     (_idx_counts, ["60 images", "50 labels", "same count"]),
-    (_idx_20x20, ["20x20", "28x28 (784 pixels)"]),
-    (_idx_labels_12, ["..12", "0..9"]),
+    (_idx_too_large, ["1 x 196609 x 1 = 196609 values", "256 x 256 x 3 = 196608",
+                      "--resize"]),
     (_npz_counts, ["60 images but 50 labels"]),
-    (_npz_20x20, ["(60, 20, 20)", "784 pixels"]),
-    (_npz_700_pixels, ["(60, 700)", "784 pixels"]),
+    (_npz_no_shape_rule, ["(60, 20, 20, 2)", "matches no accepted shape"]),
+    (_npz_700_pixels, ["(60, 700)", "not a square", "--image-shape H,W or H,W,C"]),
     (_npz_nan, ["NaN or inf", "finite"]),
     (_npz_inf, ["NaN or inf", "finite"]),
     (_npz_above_1, ["[0, 1.5]", "[0, 1]"]),
     (_npz_negative, ["[-0.25, 0]", "[0, 1]"]),
     (_npz_grey_256, ["0..256", "0..255"]),
-    (_npz_label_10, ["..10", "0..9"]),
-    (_npz_label_negative, ["-1..", "0..9"]),
-    (_npz_label_fraction, ["non-integer", "integers 0..9"]),
+    (_npz_label_10, ["..10", "names 10 classes", "0..9"]),
+    (_npz_label_negative, ["-1..", "0 or more"]),
+    (_npz_label_fraction, ["non-integer", "integers or strings"]),
     (_npz_no_x, ["'images', 'y'", "arrays 'x'"]),
     (_npz_not_zip, ["not a readable .npz", "not a zip file"]),
     (_test_wrong_magic, [T10K_IMAGES, "magic number 0x00000801", "0x00000803"]),
@@ -344,7 +346,7 @@ def _npz_not_zip(tmp_path):
     (_test_truncated, [T10K_IMAGES, "truncated", "31360 bytes"]),
     (_test_images_only, [T10K_IMAGES, "no partner", T10K_LABELS, "both t10k files"]),
     (_test_labels_only, [T10K_LABELS, "no partner", T10K_IMAGES, "both t10k files"]),
-    (_test_label_12, ["test files", "..12", "0..9"]),
+    (_test_label_12, ["test files", "..12", "0..9", "10 classes"]),
     (_npz_x_test_only, ["has x_test but no y_test", "or neither"]),
     (_npz_y_test_only, ["has y_test but no x_test", "or neither"]),
     (_npz_test_counts, ["(x_test, y_test)", "5 images but 4 labels"]),

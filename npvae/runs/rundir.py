@@ -48,13 +48,20 @@ def write_config(run_dir, cfg: Config, preset: str | None = None,
                  sources: dict | None = None) -> Path:
     """The full resolved config; a run made with a preset names it in a first comment (the
     preset's values are among the settings, so `--config config.toml` reruns it). sources
-    {setting: "preset" | "config" | "flag"} (npvae.training.cli.resolve) end the lines of
-    the settings given, so that a reader sees which ones the run chose."""
+    {setting: "preset" | "config" | "flag" | "data"} (npvae.training.cli.resolve, and
+    from_data) end the lines of the settings given, so that a reader sees which ones the
+    run chose and which the data decided."""
     head = (f"# preset {preset}: its settings are included below, so --config reruns this "
             f"run without --preset\n" if preset else "")
-    said = {"preset": f"preset {preset}", "config": "--config", "flag": "flag"}
+    said = {"preset": f"preset {preset}", "config": "--config", "flag": "flag",
+            "data": "the data"}
     notes = {k: f"from {said[v]}" for k, v in (sources or {}).items()}
     return write_text(Path(run_dir) / CONFIG_FILE, head + write_toml(cfg, notes))
+
+
+def from_data(asked: Config, fitted: Config) -> dict:
+    """{setting: "data"} for the settings that fit_to_data changed (asked -> fitted)."""
+    return {k: "data" for k, v in fitted.to_dict().items() if v != asked.to_dict()[k]}
 
 
 def read_config(run_dir) -> Config:

@@ -42,7 +42,8 @@ from npvae.core.config import Config, ConfigError
 from npvae.training.checkpoint import (CheckpointError, ResumeWriter, load_resume, save_checkpoint,
                                        save_resume)
 from npvae.training.cli import add_config_flags, add_preset_flag, resolve
-from npvae.training.data import DataError, fingerprint, load_data, load_test, visible_labels
+from npvae.training.data import (EVERY, DataError, data_fingerprint, fit_to_data, load_data,
+                                 load_dataset, load_test, visible_labels)
 from npvae.training.fileio import WriteError
 
 from . import rundir as R
@@ -143,12 +144,14 @@ def prepare_out(out: str | None, cfg: Config, stamp: str, overwrite: bool) -> Pa
 def _start(args, argv) -> int:
     from npvae.engine.threads import available_cores
 
-    cfg, sources = resolve(args)
+    asked, sources = resolve(args)
     available_cores()                          # a bad $NPVAE_THREADS, before anything is made
     stamp = time.strftime("%Y%m%d_%H%M%S")
-    out = prepare_out(args.out, cfg, stamp, args.overwrite)
-    x, y, splits = load_data(cfg)
-    test = load_test(cfg)                      # (x_test, y_test) or None; never trained on
+    out = prepare_out(args.out, asked, stamp, args.overwrite)
+    ds = load_dataset(asked, sources)
+    cfg = fit_to_data(asked, ds, sources)      # input_dim, image_shape, classes from the data
+    x, y, splits = load_data(cfg, ds)
+    test = load_test(cfg, ds)                  # (x_test, y_test) or None; never trained on
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -159,10 +162,10 @@ def _start(args, argv) -> int:
             for stale in (R.SUMMARY_FILE, "REPORT.md", R.RESUME):
                 (out / stale).unlink(missing_ok=True)
             R.remove_temporary_files(out)
-        R.write_config(out, cfg, args.preset, sources)
+        R.write_config(out, cfg, args.preset, {**sources, **R.from_data(asked, cfg)})
         run_info = _run_info(cfg, len(y), stamp, ["python", "-m", "npvae.run", *argv],
                              args.preset, sources)
-        run_info["data_fingerprint"] = fingerprint(x, y, cfg.data, test)
+        run_info["data_fingerprint"] = data_fingerprint(cfg, ds, x, y, test)
         R.write_json(out / R.RUN_FILE, run_info)
         return _train(out, cfg, x, y, splits, run_info, None, args.no_progress,
                       not args.no_resume_point, test)
@@ -187,9 +190,10 @@ def _resume(args, argv) -> int:
     with R.RunLock(out) as lock, _naming_run(out):
         lock.acquire()                         # no other process may resume it meanwhile
         cfg = R.read_config(out)
-        x, y, splits = load_data(cfg)
-        test = load_test(cfg)
-        data = fingerprint(x, y, cfg.data, test)
+        ds = load_dataset(cfg, EVERY)
+        x, y, splits = load_data(cfg, ds)      # the data must still have the run's shape
+        test = load_test(cfg, ds)
+        data = data_fingerprint(cfg, ds, x, y, test)
         state = load_resume(out / R.RESUME, cfg, len(splits.train), data)
         R.remove_temporary_files(out)          # of a write that a kill -9 cut short
         try:

@@ -9,6 +9,7 @@ checks run on the resolved settings, so a bad value is refused wherever it came 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import fields
 
 from npvae.core.config import Config
@@ -36,14 +37,15 @@ def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> Non
     for f in fields(Config):
         ann, default = str(f.type), f.default
         kw: dict = {"default": argparse.SUPPRESS, "dest": f.name}
-        if ann.startswith("tuple[int"):
-            kw.update(type=int, nargs="+", metavar="N")
+        if ann.startswith("tuple[int"):       # 256 128 64, or 256,128,64 (--image-shape 32,32,3)
+            kw.update(type=_comma_list(int), nargs="+", metavar="N", action=_Joined)
             shown = " ".join(map(str, default))
         elif ann.startswith("tuple[str"):
-            kw.update(type=str, nargs="*", metavar="TAG")
+            kw.update(type=str, nargs="*", metavar="NAME" if f.name == "class_names" else "TAG")
             shown = " ".join(default)
         elif ann.startswith("int"):
-            kw.update(type=_none_or(int) if "None" in ann else int, metavar="N")
+            kw.update(type=_none_or(int) if "None" in ann else int,
+                      metavar="S" if f.name == "resize" else "N")
             shown = default
         elif ann == "float":
             kw.update(type=float, metavar="X")
@@ -55,12 +57,21 @@ def add_config_flags(parser: argparse.ArgumentParser, many: bool = False) -> Non
             kw["choices"] = list(f.metadata["choices"])
         if many:
             if ann.startswith("tuple"):
-                kw.update(type=_comma_list(kw["type"]), metavar=f"{kw['metavar']},..")
+                kw.pop("action", None)
+                kind = int if ann.startswith("tuple[int") else str
+                kw.update(type=_comma_list(kind), metavar=f"{kw['metavar']},..")
                 shown = ",".join(map(str, default))
             kw["nargs"] = "+"
         # argparse formats help with %, so a literal % must be doubled
         kw["help"] = f"{f.metadata['help']} (default: {shown})".replace("%", "%%")
         groups[f.metadata["group"]].add_argument(flag(f.name), **kw)
+
+
+class _Joined(argparse.Action):
+    """Stores the values of several comma lists as one tuple: `8 8 3` or `8,8,3` -> (8, 8, 3)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(v for part in values for v in part))
 
 
 def _comma_list(kind):
@@ -87,7 +98,11 @@ def resolve(ns: argparse.Namespace) -> tuple[Config, dict]:
     """Defaults, then the preset (if --preset), then the TOML file (if --config), then the
     typed flags, each overriding the ones before; validated. Returns the Config and the
     source ("preset", "config" or "flag") of every setting one of them gave, in Config's
-    field order. A bad value from the file is named with the file and its line."""
+    field order. A bad value from the file is named with the file and its line.
+
+    With data (cfg.data), the rules that need the images' shape wait for the data
+    (validate(shape=False); npvae/training/data.py:fit_to_data checks them once it is
+    loaded). Settings that follow from others unless given: _follow."""
     names = [f.name for f in fields(Config)]
     flags = {k: v for k, v in vars(ns).items() if k in names}
     path = getattr(ns, "config", None)
@@ -98,6 +113,21 @@ def resolve(ns: argparse.Namespace) -> tuple[Config, dict]:
         values.update(layer)
         given.update(dict.fromkeys(layer, source))
     sources = {k: given[k] for k in names if k in given}
+    _follow(values)
+    shape = values.get("data") is None             # the shape is known: the embedded digits
     if not path:
-        return Config.from_dict(values).validate(), sources
-    return _validated(values, path, {k: lines[k] for k in toml if k not in flags}), sources
+        return Config.from_dict(values).validate(shape), sources
+    return _validated(values, path, {k: lines[k] for k in toml if k not in flags},
+                      shape), sources
+
+
+def _follow(values: dict) -> None:
+    """Settings that follow from other given ones unless they were given themselves:
+    input_dim from image_shape (H * W * C), num_classes from class_names (one name each),
+    and model gmm's K from num_classes (one component per class)."""
+    if values.get("image_shape") and "input_dim" not in values:
+        values["input_dim"] = math.prod(values["image_shape"])
+    if values.get("class_names") and "num_classes" not in values:
+        values["num_classes"] = len(values["class_names"])
+    if values.get("model") == "gmm" and "K" not in values and "num_classes" in values:
+        values["K"] = values["num_classes"]

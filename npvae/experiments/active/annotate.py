@@ -11,34 +11,36 @@ so far are kept and written. The run folder gets annotations.csv (round, index, 
 image labeled, in the order answered; round 0 = the first --initial images), the grids, and
 checkpoints/final.npz (the model trained on those labels, when one was trained).
 
-Data without labels: a .npz with only an array x (N, 28, 28) or (N, 784) is accepted in this
-mode (`--data images.npz`); held-out accuracy is then not measured. With labels present they
-are read for the held-out (validation) split's accuracy only, never for the queried images.
+Data without labels: a .npz with only an array x (any image shape npvae.run accepts) or a
+flat folder of images is accepted in this mode (`--data images.npz`), and so is a folder
+with an unlabeled/ part; held-out accuracy is then not measured. With every label present
+they are read for the held-out (validation) split's accuracy only, never for the queried
+images.
 """
 from __future__ import annotations
 
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from npvae.training.data import _npz_arrays, _validate, load_data, make_splits, subsample
+from npvae.training.data import (EVERY, check_fits, load_data, load_dataset, make_splits,
+                                 subsample)
 
 from .loop import Options, initial_labels, run, train_model
 
 
-def load_images(cfg):
-    """x, y (None for a .npz without labels) and the splits, as load_data gives them."""
-    path = Path(cfg.data) if cfg.data else None
-    if path is not None and path.suffix == ".npz" and zipfile.is_zipfile(path):
-        arrays, _ = _npz_arrays(path, ("x", "y"))      # the loader's reading and its errors
-        if "x" in arrays and "y" not in arrays:
-            x, _ = _validate(arrays["x"], np.zeros(len(arrays["x"]), np.int64), str(path))
-            x, _ = subsample(x, np.zeros(len(x)), cfg.num_samples, cfg.seed)
-            return x, None, make_splits(len(x), min(cfg.num_labeled, len(x)), cfg.seed,
-                                        cfg.val_fraction)
-    return load_data(cfg)
+def load_images(cfg, ds=None):
+    """x, y (None when some image has no label) and the splits, as load_data gives them;
+    cfg fitted to its data (npvae/training/data.py:fit_to_data), ds its Dataset when
+    already loaded."""
+    ds = load_dataset(cfg, EVERY) if ds is None else ds
+    if ds.truth is not None:
+        return load_data(cfg, ds)
+    check_fits(cfg, ds)
+    x, _ = subsample(ds.x, np.zeros(len(ds.x)), cfg.num_samples, cfg.seed)
+    return x, None, make_splits(len(x), min(cfg.num_labeled, len(x)), cfg.seed,
+                                cfg.val_fraction)
 
 
 class Annotator:

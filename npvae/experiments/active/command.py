@@ -39,8 +39,8 @@ from npvae.core.config import ConfigError
 from npvae.engine.threads import available_cores, process_share
 from npvae.runs import runner
 from npvae.training.checkpoint import CheckpointError
-from npvae.training.cli import add_config_flags, add_preset_flag, config_from_args
-from npvae.training.data import DataError, load_data
+from npvae.training.cli import add_config_flags, add_preset_flag, resolve
+from npvae.training.data import DataError, fit_to_data, load_data, load_dataset
 from npvae.training.fileio import write_text
 
 from .loop import STRATEGY_NAMES, LoopError, Options, initial_labels, run, simulated, train_model
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv) -> tuple[argparse.Namespace, list, Options]:
-    """The arguments, one Config per seed and the Options; ConfigError for bad values."""
+    """The arguments, one Config per seed (fitted to the data) and the Options; ConfigError
+    or DataError for bad values."""
     args = build_parser().parse_args(argv)
     if not args.preset and not args.config:
         args.preset = "ssl"
@@ -95,11 +96,14 @@ def parse(argv) -> tuple[argparse.Namespace, list, Options]:
                 raise ConfigError(f"--{key.replace('_', '-')} takes one value here "
                                   f"(only --seed takes several).")
             setattr(args, key, value[0])
-    cfgs = []
+    cfgs, data = [], None
     for seed in seeds or [None]:
         if seed is not None:
             args.seed = seed
-        cfgs.append(config_from_args(args))
+        cfg, sources = resolve(args)
+        if data is None:                                 # one Dataset: only the seed differs
+            data = load_dataset(cfg, sources)
+        cfgs.append(fit_to_data(cfg, data, sources))    # its shape and classes, from the data
     opt = Options(args.initial, args.batch, args.budget, args.init_epochs, args.round_epochs,
                   args.retrain)
     for name in ("initial", "batch", "budget", "init_epochs", "round_epochs"):

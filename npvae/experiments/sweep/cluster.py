@@ -107,11 +107,13 @@ def _has_bokeh() -> bool:
 
 
 def data_blob(path: str) -> dict:
-    """The bytes of a data path, to send to the workers: a file, or the files directly in a
-    folder (an IDX folder), with a digest that names the workers' copy."""
+    """The bytes of a data path, to send to the workers: a file, or the files in a folder
+    and its subfolders (an IDX folder, a folder of images by class) by relative path, with
+    a digest that names the workers' copy."""
     p = Path(path)
     files = ({p.name: p.read_bytes()} if p.is_file() else
-             {f.name: f.read_bytes() for f in sorted(p.iterdir()) if f.is_file()})
+             {f.relative_to(p).as_posix(): f.read_bytes() for f in sorted(p.rglob("*"))
+              if f.is_file()})
     h = hashlib.sha256(p.name.encode())
     for name, data in files.items():
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -237,6 +239,7 @@ def _local_copy(blob: dict, root) -> Path:
         inside = staging / blob["name"] if blob["folder"] else staging
         inside.mkdir(parents=True, exist_ok=True)
         for fname, data in blob["files"].items():
+            (inside / fname).parent.mkdir(parents=True, exist_ok=True)
             (inside / fname).write_bytes(data)
         try:
             os.replace(staging, home)

@@ -42,8 +42,8 @@ from npvae.engine.threads import available_cores
 from npvae.runs import runner
 from npvae.runs.rundir import FolderInUse, RunLock
 from npvae.training.checkpoint import CheckpointError
-from npvae.training.cli import add_config_flags, add_preset_flag, config_from_args
-from npvae.training.data import DataError, load_data
+from npvae.training.cli import add_config_flags, add_preset_flag, resolve
+from npvae.training.data import DataError, fit_to_data, load_data, load_dataset
 
 from .worker import run_one
 
@@ -117,15 +117,20 @@ def run_name(index: int, point: dict, varied: list[str]) -> str:
 
 
 def check(points: list[dict]) -> list[Config]:
-    """Every point's Config through run's own parser and checks, and its data: the first
-    problem raises (ConfigError, DataError, SystemExit from the parser) before anything runs."""
-    parser, cfgs, seen = runner.build_parser(), [], set()
+    """Every point's Config through run's own parser and checks, fitted to its data (each
+    data source read once): the first problem raises (ConfigError, DataError, SystemExit
+    from the parser) before anything runs."""
+    parser, cfgs, datasets, seen = runner.build_parser(), [], {}, set()
     for point in points:
-        cfg = config_from_args(parser.parse_args(run_argv(point)))
-        key = (cfg.data, cfg.num_samples, cfg.num_labeled, cfg.seed, cfg.val_fraction,
-               cfg.input_dim, cfg.num_classes)
+        cfg, sources = resolve(parser.parse_args(run_argv(point)))
+        read = (cfg.data, cfg.resize, cfg.image_shape,
+                cfg.num_classes if "num_classes" in sources else None)
+        if read not in datasets:
+            datasets[read] = load_dataset(cfg, sources)
+        cfg = fit_to_data(cfg, datasets[read], sources)
+        key = (read, cfg.num_samples, cfg.num_labeled, cfg.seed, cfg.val_fraction)
         if key not in seen:
-            load_data(cfg)
+            load_data(cfg, datasets[read])
             seen.add(key)
         cfgs.append(cfg)
     return cfgs

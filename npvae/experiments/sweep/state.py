@@ -66,14 +66,14 @@ def inputs(points, cfgs) -> dict[str, dict[str, str]]:
     """What the grid reads, by SHA-256: "data_sha256" {source: npvae.training.data.fingerprint of
     the images and labels as loaded, before subsampling}, "config_sha256" {--config file: its
     bytes}. --resume refuses to go on when one changed."""
-    from npvae.training.data import EMBEDDED, fingerprint, load_digits
+    from npvae.training.data import EMBEDDED, EVERY, fingerprint, load_dataset
 
     data = {}
     for cfg in cfgs:
         source = EMBEDDED if cfg.data is None else str(cfg.data)
         if source not in data:
-            x, y = load_digits(cfg.data)
-            data[source] = fingerprint(x, y, cfg.data)["sha256"]
+            ds = load_dataset(cfg, EVERY)
+            data[source] = fingerprint(ds.x, ds.y, cfg.data)["sha256"]
     configs = {str(p["config"]): hashlib.sha256(Path(p["config"]).read_bytes()).hexdigest()
                for p in points if "config" in p}
     return {"data_sha256": data, "config_sha256": configs}

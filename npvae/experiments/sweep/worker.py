@@ -12,8 +12,8 @@ from pathlib import Path
 from npvae.engine.threads import process_share
 from npvae.reporting.baselines import BASELINES
 from npvae.runs import runner
-from npvae.training.cli import config_from_args
-from npvae.training.data import load_data
+from npvae.training.cli import resolve
+from npvae.training.data import load_data, load_fitted
 
 
 def run_one(argv: list[str], run_dir: str, log_path: str, threads: int) -> dict:
@@ -40,8 +40,9 @@ def run_one(argv: list[str], run_dir: str, log_path: str, threads: int) -> dict:
         row["summary"] = json.loads(summary.read_text())
         row["fit_seconds"] = json.loads((Path(run_dir) / "run.json").read_text())["fit_seconds"]
     try:                                                  # the same split as the run's
-        cfg = config_from_args(runner.build_parser().parse_args(argv))
-        x, y, splits = load_data(cfg)
+        cfg, sources = resolve(runner.build_parser().parse_args(argv))
+        cfg, ds = load_fitted(cfg, sources)
+        x, y, splits = load_data(cfg, ds)
         row["baselines"] = {name: fn(x, y, splits) for name, fn in BASELINES.items()}
     except Exception as err:                              # noqa: BLE001 - reported, not raised
         row["baselines"] = {}
