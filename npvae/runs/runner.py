@@ -277,7 +277,7 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
                                     "total_seconds": time.perf_counter() - t0})
     report = write_report(out, summary, R.report_config(cfg, len(y)), run_info["header"], notes)
     if not quiet and not reason:
-        print("\n".join(table_lines(summary)), file=sys.stderr)
+        print("\n".join(table_lines(summary, cfg.class_names or None)), file=sys.stderr)
     print(f"report: {report}")
     if result.interrupted:
         print(f"npvae: {reason} (checkpoints/resume.npz)", file=sys.stderr)
