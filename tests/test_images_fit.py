@@ -163,15 +163,8 @@ def _empty_class(tmp_path):
     return tmp_path / "imgs", ["Class folder", "dog holds no images"]
 
 
-def _unlabeled(tmp_path):
-    for i, where in enumerate(["cat", "dog", "unlabeled"] * 4):
-        save(tmp_path / "imgs" / where / f"{i}.png", np.zeros((8, 8)))
-    return tmp_path / "imgs", ["4 images from", "have no label (the unlabeled/ folder)",
-                               "python -m npvae.app"]
-
-
-@pytest.mark.parametrize("make", [_mixed_sizes, _truncated, _one_class, _empty_class,
-                                  _unlabeled], ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize("make", [_mixed_sizes, _truncated, _one_class, _empty_class],
+                         ids=lambda f: f.__name__.strip("_"))
 def test_bad_folders_are_refused_before_anything_is_written(tmp_path, make, capsys):
     data, words = make(tmp_path)
     code = runner.main(["--data", str(data), "--num-labeled", "2", "--out",

@@ -2,7 +2,9 @@
 
 Each baseline sees exactly what the model may use: the training split's pixels and the labels
 of the labeled images that fall in the training split (`training_labels`); it predicts the
-validation split (the held-out images), whose labels are used only to score it.
+validation split (the held-out images), whose labels are used only to score it; images
+without a label (y = -1) are never scored, and LabelSpreading takes those of the training
+split as the unlabeled points they are.
 
     training_labels(y, splits)        (N,) the training labels, -1 everywhere else
     BASELINES[name](x, y, splits)     held-out accuracy of one baseline (nan if it cannot fit)
@@ -42,7 +44,12 @@ def _labeled_rows(x, y, splits: Splits):
 
 
 def _score(predict, x, y, splits: Splits) -> float:
-    return float(np.mean(predict(x[splits.val]) == np.asarray(y)[splits.val]))
+    """Accuracy on the validation images that have a label (y >= 0); nan when none has."""
+    y = np.asarray(y)
+    val = splits.val[y[splits.val] >= 0]
+    if val.size == 0:
+        return float("nan")
+    return float(np.mean(predict(x[val]) == y[val]))
 
 
 def _one_class(labels):

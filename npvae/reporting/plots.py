@@ -141,7 +141,8 @@ def plot_loss_comparison(history: dict, path) -> Path:
 
 
 def plot_latent_by_label(mu, y, path, classes=None, what: str = "digit") -> Path:
-    """Scatter of the latent means mu (N, d) coloured by the true class y (N,).
+    """Scatter of the latent means mu (N, d) coloured by the true class y (N,); an image
+    without a label (y = -1) is a grey point, "unlabeled" in the legend.
 
     classes: the classes' names (C,) (images.class_names); None: "0".."9" (or up to the
     largest label). what: the legend's title ("digit", "class")."""
@@ -152,6 +153,10 @@ def plot_latent_by_label(mu, y, path, classes=None, what: str = "digit") -> Path
     pts, names = latent_points(mu, y, what)
     fig, ax = plt.subplots(figsize=(7.5, 6) if C <= 10 else (9, 6))
     colors = _component_colors(C)                       # tab10 for up to 10 classes
+    unlabeled = y < 0
+    if unlabeled.any():                  # drawn first, so the labeled points stay on top
+        ax.scatter(pts[unlabeled, 0], pts[unlabeled, 1], s=4, alpha=0.4, color="0.6",
+                   label="unlabeled")
     for c in range(C):
         sel = y == c
         if sel.any():
@@ -161,7 +166,9 @@ def plot_latent_by_label(mu, y, path, classes=None, what: str = "digit") -> Path
     ax.legend(title=what, markerscale=3, fontsize=8 if C <= 10 else 7, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), ncol=_legend_columns(C))
     if np.asarray(mu).shape[1] == 1:                     # y is the class (jittered): name it
-        ax.set_yticks(np.arange(C), classes, fontsize=7 if C <= 10 else 5)
+        ticks = (["unlabeled"] if unlabeled.any() else []) + list(classes)
+        ax.set_yticks(np.arange(-1 if unlabeled.any() else 0, C), ticks,
+                      fontsize=7 if C <= 10 else 5)
     ax.set_xlabel(names["x"])
     ax.set_ylabel(names["y"])
     ax.set_title(f"{names['what']} by true label, N={len(y)}")

@@ -105,6 +105,12 @@ TEST_NOTE = ("Test rows score the data's test set (t10k files or x_test/y_test),
              "predictor (label maps from the training labels only), the components' NMI, ARI "
              "and Hungarian accuracy, and the eval-mode loss terms of its images as unlabeled.")
 
+UNLABELED_NOTE = ("{} images have no label (the data's unlabeled/ folder): they train as "
+                  "unlabeled images and count in the rows that need no label (losses, usage, "
+                  "pi, entropies), but every row that compares with a label (accuracies, "
+                  "majority labels, NMI, ARI, Hungarian, held-out) leaves them out; the "
+                  "latent plot by class label draws them grey.")
+
 # Visualizations section: (heading, text lines before the image, alt text, figure key).
 VISUALIZATIONS: list[tuple[str, list[str], str, str]] = [
     ("### Loss Curves", [], "Loss Comparison", "loss_comparison"),
@@ -200,7 +206,16 @@ def _images_lines(config: dict) -> list[str]:
     return [f"- Images: {data_text(shape, names)}"]
 
 
-def _config_lines(config: dict) -> list[str]:
+def _unlabeled_lines(summary: dict) -> list[str]:
+    """'- Unlabeled images: 100 (...)', for data with images without a label (an unlabeled/
+    folder): summarize counts them as "unlabeled_images"."""
+    count = summary.get("unlabeled_images")
+    if not count:
+        return []
+    return [f"- Unlabeled images: {count} (trained on as unlabeled, scored nowhere)"]
+
+
+def _config_lines(config: dict, summary: dict | None = None) -> list[str]:
     return [
         "## Configuration",
         "",
@@ -210,6 +225,7 @@ def _config_lines(config: dict) -> list[str]:
         f"- num_labeled: {config['num_labeled']}",
         f"- seed: {config['seed']}",
         *_images_lines(config),
+        *_unlabeled_lines(summary or {}),
         "",
         "### Model",
         "",
@@ -269,6 +285,8 @@ def _notes_lines(summary: dict, notes: list[str] | None) -> list[str]:
             f"Sum of the weighted loss parts = {format_value(summary['loss_parts_sum'])} "
             f"(Loss row = {format_value(summary['loss'])}).")
     all_notes += FIXED_NOTES
+    if summary.get("unlabeled_images"):
+        all_notes.append(UNLABELED_NOTE.format(summary["unlabeled_images"]))
     if "test_images" in summary:
         all_notes.append(TEST_NOTE)
     return ["**Notes:**", ""] + [f"- {note}" for note in all_notes] + [""]
@@ -310,7 +328,7 @@ def render_report(summary: dict, config: dict, header: dict,
     notes:   extra lines printed as bullets under the table, before the fixed notes.
     """
     lines = _header_lines(header, summary)
-    lines += _config_lines(config)
+    lines += _config_lines(config, summary)
     lines += ["## Results", "", "### Summary Metrics", ""]
     lines += table_lines(summary, class_names_of(config))
     lines += [""]

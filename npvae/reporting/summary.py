@@ -62,10 +62,11 @@ def predictors(p: Params, cfg: Config, outputs: dict, y_seen: np.ndarray) -> dic
 
 
 def label_rows(p: Params, cfg: Config, x, y, splits: Splits, outputs: dict) -> dict:
-    """The extra rows on labels: held-out accuracy of each predictor, the labeled-only
-    logistic-regression baseline on the same split, and which classes had training labels."""
+    """The extra rows on labels: held-out accuracy of each predictor (on the validation
+    images that have a label), the labeled-only logistic-regression baseline on the same
+    split, and which classes had training labels."""
     seen = B.training_labels(y, splits)
-    val = splits.val
+    val = splits.val[np.asarray(y)[splits.val] >= 0]
     heldout = {}
     for name, probs in predictors(p, cfg, outputs, seen).items():
         ok = bool(np.isfinite(probs[val]).all())
@@ -121,11 +122,21 @@ def eval_terms(p: Params, cfg: Config, x) -> dict:
 
 def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
               fit_seconds: float, outputs: dict | None = None) -> dict:
-    """Every metric of the report. x, y: all N images with their true labels.
-    'Training' rows are the last epoch of `history` (eval of the training split)."""
+    """Every metric of the report. x, y: all N images with their true labels (-1: an image
+    without one). 'Training' rows are the last epoch of `history` (eval of the training
+    split).
+
+    The rows that compare with the labels (accuracies, majority labels, NMI, ARI, the
+    Hungarian accuracy, the held-out rows) score only the images that have a label; those
+    that need none (losses, usage, pi, entropies) take every image. Data with images
+    without a label gets "unlabeled_images", their number."""
     o = outputs if outputs is not None else model_outputs(p, x, cfg)
     q, logits = o["q"], o["cls_logits"]
     val, tr, lab = splits.val, splits.train, splits.labeled
+    y = np.asarray(y)
+    known = np.flatnonzero(y >= 0)                  # (n_known,) the images with a label
+    q_known, y_known = q[known], y[known]
+    val_known = val[y[val] >= 0]
     # A run that stopped early may have no finished epoch (no history row) or weights whose
     # outputs are not finite (divergence): those rows are NaN, never a misleading number.
     nan = float("nan")
@@ -143,14 +154,16 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
     pi = softmax_forward(p["pi_logits"].astype(np.float64))[0]
     pi_stats = (M.pi_stats(pi) if np.isfinite(pi).all() else
                 dict.fromkeys(("pi_entropy", "pi_max", "pi_min", "pi_argmax"), nan))
-    labels, conf = M.majority_labels(q, y, cfg.num_classes) if q_ok else (None, None)
-    nmi, ari = M.clustering_scores(q, y) if q_ok else (nan, nan)
+    scored = q_ok and known.size > 0        # a subsample may hold no image with a label
+    labels, conf = (M.majority_labels(q_known, y_known, cfg.num_classes) if scored
+                    else (None, None))
+    nmi, ari = M.clustering_scores(q_known, y_known) if scored else (nan, nan)
     epochs = len(history["epoch"])
     s = {
         "loss": last["train_loss"], "recon_loss": last["train_recon"],
         "kl_z": last["train_kl_z"], "kl_c": last["train_kl_c"],
         "training_time_sec": fit_seconds, "epochs_completed": epochs,
-        "accuracy": on_logits(M.accuracy, logits, y),
+        "accuracy": on_logits(M.accuracy, logits[known], y_known),
         "classification_loss": last["train_cls"],
         "K": cfg.K,
         "component_entropy": on_q(M.component_entropy, q[tr]),
@@ -165,16 +178,18 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
         "dirichlet": last["train_dirichlet"], "diversity": last["train_diversity"],
         "seconds_per_epoch": fit_seconds / max(epochs, 1),
         "val_loss": last["val_loss"],
-        "val_accuracy": on_logits(M.accuracy, logits[val], y[val]),
+        "val_accuracy": on_logits(M.accuracy, logits[val_known], y[val_known]),
         "classification_ce_labeled": (on_logits(M.cross_entropy, logits[lab], y[lab])
                                       if lab.size else None),
-        "cluster_accuracy": on_q(M.cluster_accuracy, q, y),
+        "cluster_accuracy": M.cluster_accuracy(q_known, y_known) if scored else nan,
         **label_rows(p, cfg, x, y, splits, o),
         # not in the table, kept in summary.json
         "loss_parts_sum": sum(last[f"train_{t}"] for t in
                               ("recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls")),
         "usage": u_val.tolist(), "pi": pi.tolist(),
     }
+    if known.size < len(y):
+        s["unlabeled_images"] = len(y) - known.size
     return {k: _plain(v) for k, v in s.items()}
 
 

@@ -241,8 +241,11 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
     with _StopSignals() as signals, _quiet_float_warnings(), every_epoch as writer:
         where = "" if state is None else f", resuming at {state.where(steps)}"
         where += f", preset {run_info['preset']}" if run_info.get("preset") else ""
+        none = int((y < 0).sum())
+        without = f", {none} without a label" if none else ""
         say(f"npvae: {len(y)} images ({len(splits.train)} train / {len(splits.val)} val, "
-            f"{len(splits.labeled)} labeled), K={cfg.K}, {cfg.epochs} epochs{where} -> {out}")
+            f"{len(splits.labeled)} labeled{without}), K={cfg.K}, {cfg.epochs} epochs{where} "
+            f"-> {out}")
         result = fit(cfg, x, visible_labels(y, splits.labeled), splits.train, splits.val,
                      progress=not quiet, state=state, should_stop=signals.requested,
                      on_epoch_end=writer and writer.submit)     # (a divergence is named below)

@@ -53,7 +53,7 @@ def load_digits(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.n
     """x (N, D) float32 in [0, 1] and y (N,) int64 of the data at `path` (read_dataset),
     whose every image must have a label."""
     ds = read_dataset(path)
-    return ds.x, _every_label(ds)
+    return ds.x, every_label(ds)
 
 
 def read_dataset(path: str | os.PathLike | None, resize: int | None = None,
@@ -170,14 +170,26 @@ def _load_npz(path: Path, resize, image_shape, num_classes) -> Dataset:
                         image_shape, resize, num_classes)
 
 
-def _every_label(ds: Dataset) -> np.ndarray:
-    """ds.y, refused with one sentence when an image has no label (or none has)."""
+def every_label(ds: Dataset, why: str = "this command scores every image against its "
+                "label") -> np.ndarray:
+    """ds.y, refused with one sentence when an image has no label (or none has); why: what
+    the command needs every label for, for the message."""
     if ds.truth is None:
         missing = len(ds.x) if ds.y is None else int((ds.y < 0).sum())
         where = "the unlabeled/ folder" if ds.y is not None else "no labels in the data"
-        raise DataError(f"{missing} images from {ds.source} have no label ({where}); this "
-                        f"command scores every image against its label: label them with "
-                        f"python -m npvae.app, or leave them out.")
+        raise DataError(f"{missing} images from {ds.source} have no label ({where}); {why}: "
+                        f"label them with python -m npvae.app, or leave them out.")
+    return ds.y
+
+
+def some_labels(ds: Dataset) -> np.ndarray:
+    """ds.y (-1 at an image without a label), refused with one sentence when no image has
+    a label: a run's metrics compare its images with their labels."""
+    if ds.y is None or not (ds.y >= 0).any():
+        where = "" if ds.y is None else " (only an unlabeled/ folder)"
+        raise DataError(f"No image from {ds.source} has a label{where}; a run learns and "
+                        f"scores the classes from labeled images: label some with python -m "
+                        f"npvae.app.")
     return ds.y
 
 
@@ -309,13 +321,19 @@ def load_fitted(cfg: Config, sources: dict | None = None) -> tuple[Config, Datas
 
 
 def load_data(cfg: Config, ds: Dataset | None = None) -> tuple[np.ndarray, np.ndarray, Splits]:
-    """x, y and the splits that a fitted Config asks for (data, num_samples, num_labeled,
-    seed, val_fraction); ds: its Dataset when already loaded. The data must fit cfg
-    (check_fits) and every image must have a label; else DataError."""
+    """x (N, D), y (N,) and the splits that a fitted Config asks for (data, num_samples,
+    num_labeled, seed, val_fraction); ds: its Dataset when already loaded. The data must fit
+    cfg (check_fits) and some image must have a label; else DataError.
+
+    An image without a label (an unlabeled/ folder) has y = -1: it is never drawn as a
+    labeled image, trains as an unlabeled one, and falls in train or val like the rest;
+    whatever compares with the labels leaves it out (npvae/reporting/summary.py)."""
     ds = load_dataset(cfg, EVERY) if ds is None else ds
     check_fits(cfg, ds)
-    x, y = subsample(ds.x, _every_label(ds), cfg.num_samples, cfg.seed)
-    splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction)
+    x, y = subsample(ds.x, some_labels(ds), cfg.num_samples, cfg.seed)
+    # Without an unlabeled image, candidates stays None: the spec's draws, unchanged.
+    candidates = None if (y >= 0).all() else np.flatnonzero(y >= 0)
+    splits = make_splits(len(y), cfg.num_labeled, cfg.seed, cfg.val_fraction, candidates)
     if len(splits.val) == 0:
         raise DataError(f"val_fraction = {cfg.val_fraction} of {len(y)} images leaves no "
                         f"validation image; use more images (--num-samples) or a larger "

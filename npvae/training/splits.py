@@ -34,26 +34,39 @@ class Splits:
     """Index arrays (int64) into the N images.
 
     labeled: the images whose labels the model may see, in the order rng.choice drew them
-             (not sorted), so the recipe can be checked against the spec verbatim.
+             (not sorted), so the recipe can be checked against the spec verbatim; never
+             an image without a label.
     train:   the training split, in permutation order.
     val:     the validation split, in permutation order; disjoint from train, and
-             train + val cover 0..N-1. Labeled images fall in either split.
+             train + val cover 0..N-1. Labeled images, and images without a label,
+             fall in either split.
     """
     labeled: np.ndarray
     train: np.ndarray
     val: np.ndarray
 
 
-def make_splits(n: int, num_labeled: int, seed: int, val_fraction: float = 0.1) -> Splits:
+def make_splits(n: int, num_labeled: int, seed: int, val_fraction: float = 0.1,
+                candidates: np.ndarray | None = None) -> Splits:
     """Spec section 1, exactly.
 
     rng = np.random.RandomState(seed)
     labeled = rng.choice(n, num_labeled, replace=False)
     perm = rng.permutation(n)          # same rng, after the labeled draw
     val = perm[:int(val_fraction * n)]; train = perm[int(val_fraction * n):]
+
+    candidates: (M,) int indices of the images that have a label, when some have none
+    (their label -1); the labeled images are then drawn among them only,
+    labeled = candidates[rng.choice(M, num_labeled, replace=False)], and every one of the
+    n images still falls in train or val. None: every image has a label (the recipe above,
+    draw for draw).
     """
     if n < 1:
         raise DataError(f"n={n} images is not enough to split; n must be at least 1.")
+    pool = n if candidates is None else len(candidates)
+    if candidates is not None and not 0 <= num_labeled <= pool:
+        raise DataError(f"num_labeled={num_labeled} is not possible: {pool} of the {n} images "
+                        f"have a label; it must be in 0..{pool}.")
     if not 0 <= num_labeled <= n:
         raise DataError(f"num_labeled={num_labeled} is not possible with {n} images; it must "
                         f"be in 0..{n}.")
@@ -62,7 +75,9 @@ def make_splits(n: int, num_labeled: int, seed: int, val_fraction: float = 0.1) 
         raise DataError(f"val_fraction={val_fraction} leaves no training image out of {n}; it "
                         f"must be in [0, 1) with int(val_fraction * n) <= n - 1.")
     rng = np.random.RandomState(seed)
-    labeled = rng.choice(n, num_labeled, replace=False)
+    labeled = rng.choice(pool, num_labeled, replace=False)
+    if candidates is not None:
+        labeled = np.asarray(candidates, dtype=np.int64)[labeled]
     perm = rng.permutation(n)
     return Splits(labeled=labeled.astype(np.int64), train=perm[num_val:].astype(np.int64),
                   val=perm[:num_val].astype(np.int64))

@@ -40,10 +40,14 @@ from npvae.engine.threads import available_cores, process_share
 from npvae.runs import runner
 from npvae.training.checkpoint import CheckpointError
 from npvae.training.cli import add_config_flags, add_preset_flag, resolve
-from npvae.training.data import DataError, fit_to_data, load_data, load_dataset
+from npvae.training.data import (EVERY, DataError, every_label, fit_to_data, load_data,
+                                 load_dataset)
 from npvae.training.fileio import write_text
 
 from .loop import STRATEGY_NAMES, LoopError, Options, initial_labels, run, simulated, train_model
+
+
+ANSWERS = "npvae.active answers its queries with the images' own labels"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             from .annotate import annotate_main
             return annotate_main(cfgs[0], opt, args.strategy[0], out)
         for cfg in cfgs:
-            load_data(cfg)                      # bad data: refused before anything runs
+            # The simulated annotator answers each query with the image's own label, so
+            # an image without one (unlabeled/) cannot be queried: refused, unlike npvae.run.
+            ds = load_dataset(cfg, EVERY)
+            every_label(ds, ANSWERS)
+            load_data(cfg, ds)                  # bad data: refused before anything runs
     except (ConfigError, DataError, runner.UsageError, CheckpointError) as err:
         if debug:
             raise
