@@ -248,7 +248,8 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
             f"-> {out}")
         result = fit(cfg, x, visible_labels(y, splits.labeled), splits.train, splits.val,
                      progress=not quiet, state=state, should_stop=signals.requested,
-                     on_epoch_end=writer and writer.submit)     # (a divergence is named below)
+                     on_epoch_end=writer and writer.submit,     # (a divergence is named below)
+                     val_labels=y[splits.val])                  # shown per epoch, model gmm
     save_checkpoint(out / R.BEST, result.best_params, cfg)
     save_checkpoint(out / R.FINAL, result.params, cfg)
     R.write_history(out, result.history)

@@ -93,6 +93,8 @@ def _resume_arrays(state, cfg: Config, data: dict | None) -> dict:
             "history": {k: _floats(v) if k != "epoch" else list(map(int, v))
                         for k, v in state.history.items()},
             "data": data}
+    if state.epoch_sums:            # model gmm's per-epoch figures mid-epoch (monitor.py)
+        meta["epoch_sums"] = state.epoch_sums
     arrays = {**state.params.to_dict(),
               CONFIG_KEY: np.array(json.dumps(cfg.to_dict(compact=True))),
               "__resume__": np.array(json.dumps(meta)), "__opt_m__": state.opt.m,
@@ -208,7 +210,8 @@ def load_resume(path, cfg: Config, n_train: int, data: dict | None = None):
         rng_states=meta["rng_states"], epoch=int(meta["epoch"]), step=int(meta["step"]),
         order=extra.get("__order__"), best_params=Params(layout, extra["__best__"].copy()),
         best_loss=float(meta["best_loss"]), best_epoch=int(meta["best_epoch"]),
-        history=meta["history"], fit_seconds=float(meta["fit_seconds"]))
+        history=meta["history"], fit_seconds=float(meta["fit_seconds"]),
+        epoch_sums=meta.get("epoch_sums", {}))
     problem = state.position_problem(n_train, cfg.batch_size)
     if problem:
         raise CheckpointError(f"checkpoint {path} cannot be resumed: {problem}.")

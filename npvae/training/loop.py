@@ -42,6 +42,7 @@ from npvae.engine.gmm import GMMEngine
 from npvae.engine.mixture import FastModel
 from npvae.engine.optim import grad_norm
 from npvae.engine.reference import ALL_TERMS, ReferenceEngine, evaluate_split
+from npvae.training.monitor import Monitor
 from npvae.training.state import FitResult, TrainState, new_state, restore, snapshot
 
 __all__ = ["ENGINES", "FitResult", "TrainState", "evaluate_split", "fast_engine", "fit",
@@ -61,7 +62,8 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         val_idx: np.ndarray, progress: bool = True, engine: str = "fast",
         profile: dict | None = None, state: TrainState | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_epoch_end: Callable[[TrainState], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[TrainState], None] | None = None,
+        val_labels: np.ndarray | None = None) -> FitResult:
     """Train on x[train_idx] (labels y_visible, -1 = unlabeled), validate on x[val_idx].
 
     engine: "fast" (default) or "reference" (see the module docstring). profile: a dict that,
@@ -71,7 +73,10 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     state: None starts afresh; a TrainState (from an interrupted fit) continues that run.
     should_stop: asked after every step and every evaluation; True stops with a TrainState.
     on_epoch_end: called after every epoch not ending training early, with the TrainState
-    that resumes right after it; its arrays are the live ones (copy what you keep)."""
+    that resumes right after it; its arrays are the live ones (copy what you keep).
+    val_labels: the true labels of x[val_idx] (-1: none), never trained on: model gmm's
+    history then gains heldout_acc, shown per epoch, never used to stop or pick weights
+    (npvae/training/monitor.py; it also adds cons_loss and cons_confident when w_cons > 0)."""
     if engine not in ENGINES:
         raise ValueError(f"engine = {engine!r} is not known: use one of {', '.join(ENGINES)}.")
     dtype, rngs = np.dtype(cfg.dtype), make_rngs(cfg.seed)
@@ -84,6 +89,7 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
     grad, decay = p.zeros_like(), p.layout.decay_mask(dtype)
     model = make_engine(engine, cfg, profile)
     cons = Consistency(model) if cfg.w_cons > 0 else None
+    monitor = Monitor(cfg, val_labels, model.ops)
     batches = _Batches(cfg, xtr, ytr, rngs, model.team)
     clock, show = _Clock(profile), _Progress(cfg, run.epoch, progress)
     begun = time.perf_counter() - run.fit_seconds       # fit_seconds add up across resumes
@@ -100,7 +106,8 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
             clock.lap("batch")
             loss, terms = model.loss_and_grads(p, xb, ytr[idx], noise, grad)  # laps its phases
             clock.lap(None)
-            loss += _consistency(cons, p, xtr, ytr, idx, noise, grad, terms, clock)
+            loss += _consistency(cons, p, xtr, ytr, idx, noise, grad, terms, clock,
+                                 lambda *seen: monitor.step(run, *seen))
             norm = grad_norm(grad.flat)                 # NaN / inf if an entry is
             if diverged := _step_divergence(terms, loss, norm, grad, run, steps):
                 break                                   # before the update: p stays good
@@ -115,10 +122,11 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         va, _ = model.evaluate_split(p, xva, yva)
         clock.lap("evaluation")
         _record(run.history, run.epoch, tr, va, p, usage)
+        shown = monitor.record(run, p, xva)             # read only: training is as it was
         if diverged := _evaluation_divergence(run.epoch, tr, va):
             break
         _keep_best(run, va["loss"])
-        show.epoch(run.epoch, tr, va)
+        show.epoch(run.epoch, tr, va, shown)
         clock.lap("tracking")
         if stopped := _early_stop(cfg, run):
             break
@@ -183,13 +191,15 @@ class _Batches:
         return idx, noise, xb
 
 
-def _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock) -> float:
+def _consistency(cons, p, xtr, ytr, idx, noise, g, terms, clock, seen) -> float:
     """The consistency term of the step's unlabeled images (0 without one): its gradient
-    added to g, its value to terms["cons"] (named if it ever breaks) and returned."""
+    added to g, its value to terms["cons"] (named if it ever breaks) and returned; seen(term,
+    share of confident targets, unlabeled images) is told the step's figures."""
     if cons is None:
         return 0.0
     rows = ytr[idx] < 0
-    terms["cons"], _ = cons.loss_and_grads(p, xtr[idx[rows]], noise.strong[rows], g)
+    terms["cons"], share = cons.loss_and_grads(p, xtr[idx[rows]], noise.strong[rows], g)
+    seen(terms["cons"], share, int(rows.sum()))
     clock.lap("consistency")
     return terms["cons"]
 
@@ -268,6 +278,10 @@ def _record(history, epoch, tr, va, p, usage):
     history["usage"].append(usage.tolist())
 
 
+# the progress line's names of the Monitor's figures, and their decimals
+_SHOWN = (("acc", "heldout_acc", 3), ("conf", "cons_confident", 2), ("cons", "cons_loss", 3))
+
+
 class _Progress:
     """A tqdm bar of epochs on a terminal, else one line per epoch on stderr (when progress)."""
 
@@ -276,13 +290,17 @@ class _Progress:
         self.bar = tqdm(total=cfg.epochs, initial=first_epoch - 1, desc="epochs", unit="ep",
                         disable=not progress, file=sys.stderr) if _is_tty() else None
 
-    def epoch(self, epoch: int, tr: dict, va: dict) -> None:
+    def epoch(self, epoch: int, tr: dict, va: dict, shown: dict | None = None) -> None:
+        """shown: the Monitor's row (held-out accuracy, confident share, consistency term),
+        appended as "acc 0.912  conf 0.63  cons 0.21" when the run has them."""
+        extra = {name: f"{shown[k]:.{d}f}" for name, k, d in _SHOWN if k in (shown or {})}
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{tr['loss']:.2f}", val=f"{va['loss']:.2f}")
+            self.bar.set_postfix(loss=f"{tr['loss']:.2f}", val=f"{va['loss']:.2f}", **extra)
         elif self.progress:
+            more = "".join(f"  {name} {v}" for name, v in extra.items())
             print(f"epoch {epoch}/{self.cfg.epochs}  loss {tr['loss']:.3f}  recon "
-                  f"{tr['recon']:.3f}  kl_z {tr['kl_z']:.3f}  val_loss {va['loss']:.3f}",
+                  f"{tr['recon']:.3f}  kl_z {tr['kl_z']:.3f}  val_loss {va['loss']:.3f}{more}",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:

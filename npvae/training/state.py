@@ -49,6 +49,8 @@ class TrainState:
     best_epoch: int
     history: dict
     fit_seconds: float
+    # the epoch in progress's running sums of the per-epoch figures (training/monitor.py)
+    epoch_sums: dict = field(default_factory=dict)
 
     def position_problem(self, n: int, batch_size: int) -> str:
         """Why this position cannot continue a training split of n images ("" if it can):
@@ -97,11 +99,13 @@ def restore(state: TrainState, cfg: Config, rngs: dict, n: int) -> TrainState:
     opt = AdamState(state.opt.m.copy(), state.opt.v.copy(), int(state.opt.t))
     return replace(state, params=state.params.copy(), opt=opt,
                    best_params=state.best_params.copy(),
-                   history={k: list(v) for k, v in state.history.items()})
+                   history={k: list(v) for k, v in state.history.items()},
+                   epoch_sums=dict(state.epoch_sums))
 
 
 def snapshot(run: TrainState, rngs: dict, seconds: float) -> TrainState:
     """The TrainState that continues from run's position: run's live arrays, the generators'
     current states and the seconds trained so far."""
     return replace(run, rng_states={k: r.bit_generator.state for k, r in rngs.items()},
-                   best_loss=float(run.best_loss), fit_seconds=seconds)
+                   best_loss=float(run.best_loss), fit_seconds=seconds,
+                   epoch_sums=dict(run.epoch_sums))
