@@ -82,3 +82,49 @@ def test_stopped_mid_epoch_resumes_to_the_same_rows(labelled, tmp_path):
     for k in NEW:
         assert whole.history[k] == resumed.history[k], k
 
+
+
+# ------------------------------------------------------------------ the run and its report
+def _run(tmp_path, *args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "npvae.run", "--num-samples", "300", "--epochs", "3",
+         "--batch-size", "64", "--latent-dim", "4", "--hidden-dims", "16", "--out", str(out),
+         *args], env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_gmm_consistency_run_shows_the_curves(tmp_path):
+    from npvae.reporting.plots import CURVES_FIGURE
+    from npvae.runs.rundir import read_history, rerender
+
+    out, proc = _run(tmp_path, "--model", "gmm", "--w-cons", "1.0", "--cons-threshold", "0.5")
+    h = read_history(out)
+    assert list(h)[-5:-2] == list(NEW)          # the scalar columns, then pi_k and usage_k
+    assert all(0 <= v <= 1 for v in h[HELDOUT_KEY] + h["cons_confident"])
+    assert all(v >= 0 for v in h["cons_loss"]) and len(h["cons_loss"]) == 3
+    assert "  acc " in proc.stderr and "  cons " in proc.stderr
+    assert (out / CURVES_FIGURE).is_file()
+    report = (out / "REPORT.md").read_text()
+    assert f"![Training Curves]({CURVES_FIGURE})" in report
+    (out / CURVES_FIGURE).unlink()
+    rerender(out)                               # from the files: the same figure and report
+    assert (out / CURVES_FIGURE).is_file() and (out / "REPORT.md").read_text() == report
+
+
+def test_seed_model_run_has_neither(tmp_path):
+    from npvae.reporting.plots import CURVES_FIGURE
+    from npvae.runs.rundir import read_history
+
+    out, _ = _run(tmp_path, "--no-progress")
+    assert not set(NEW) & set(read_history(out))
+    assert not (out / CURVES_FIGURE).exists()
+    assert "Training Curves" not in (out / "REPORT.md").read_text()

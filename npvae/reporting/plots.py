@@ -140,6 +140,39 @@ def plot_loss_comparison(history: dict, path) -> Path:
     return _save(fig, path)
 
 
+# The figure of model gmm runs' per-epoch figures (npvae/training/monitor.py), beside the
+# eight: drawn and linked only when the history has those columns.
+CURVES_FIGURE = "training_curves.png"
+CURVES_COLUMNS = (("heldout_acc", "Held-out accuracy (shown, never used to choose)"),
+                  ("cons_confident", "Share of confident targets (>= cons_threshold)"),
+                  ("cons_loss", "Consistency term (weighted, per unlabeled image)"))
+
+
+def has_curves(history: dict) -> bool:
+    """Does the history hold any of training_curves.png's columns?"""
+    return any(k in history for k, _ in CURVES_COLUMNS)
+
+
+def plot_training_curves(history: dict, path) -> Path:
+    """One panel per column of CURVES_COLUMNS the history holds, over epochs: the held-out
+    accuracy, the share of unlabeled images whose target was confident and the consistency
+    term as trained. history: {"epoch": [1..E], column: [E floats]}."""
+    shown = [(k, title) for k, title in CURVES_COLUMNS if k in history]
+    if not shown:
+        raise ValueError("the history has none of the training curves' columns.")
+    epochs = np.asarray(history["epoch"])
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
+    for ax, (k, title) in zip(axes[0], shown):
+        ax.plot(epochs, np.asarray(history[k], dtype=float), "-", marker="o", markersize=2.5)
+        if k != "cons_loss":
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Per epoch, while training")
+    return _save(fig, path)
+
+
 def plot_latent_by_label(mu, y, path, classes=None, what: str = "digit") -> Path:
     """Scatter of the latent means mu (N, d) coloured by the true class y (N,); an image
     without a label (y = -1) is a grey point, "unlabeled" in the legend.

@@ -19,7 +19,7 @@ import numpy as np
 from npvae.training.fileio import write_text
 
 from .images import SEED_SHAPE, data_text, square_shape
-from .plots import FIGURES
+from .plots import CURVES_FIGURE, FIGURES
 
 # The seed's table, row for row: (category, metric label, summary key). Always shown.
 SEED_ROWS: list[tuple[str, str, str]] = [
@@ -302,9 +302,20 @@ def latent_caption(latent_dim: int) -> str | None:
     return None
 
 
-def _visualization_lines(latent_dim: int = 2) -> list[str]:
+# Model gmm runs' per-epoch figures (plots.plot_training_curves), after the loss curves.
+CURVES_LINES = ["### Training Curves", "",
+                "Per epoch: the held-out accuracy (argmax q(c|x) on the validation split; "
+                "shown, never used for early stopping or to choose the weights), the share of "
+                "unlabeled images whose consistency target reached cons_threshold and the "
+                "consistency term as trained (weighted, per unlabeled image), when it is on:",
+                "", f"![Training Curves]({CURVES_FIGURE})", ""]
+
+
+def _visualization_lines(latent_dim: int = 2, curves: bool = False) -> list[str]:
     lines = ["## Visualizations", ""]
     for heading, text, alt, key in VISUALIZATIONS:
+        if key == "latent_spaces" and curves:
+            lines += CURVES_LINES
         if heading:
             lines += [heading, ""]
         if key == "latent_spaces" and latent_caption(latent_dim):
@@ -316,7 +327,7 @@ def _visualization_lines(latent_dim: int = 2) -> list[str]:
 
 
 def render_report(summary: dict, config: dict, header: dict,
-                  notes: list[str] | None = None) -> str:
+                  notes: list[str] | None = None, curves: bool = False) -> str:
     """REPORT.md text: header, Configuration, Results (table + notes), Visualizations.
 
     summary: flat metric dict (every SEED_ROWS key required; EXTRA_ROWS keys optional;
@@ -326,6 +337,7 @@ def render_report(summary: dict, config: dict, header: dict,
              class_names, the images and classes). header: name, description, tags,
              generated.
     notes:   extra lines printed as bullets under the table, before the fixed notes.
+    curves:  link the training curves (model gmm's history columns; plots.has_curves).
     """
     lines = _header_lines(header, summary)
     lines += _config_lines(config, summary)
@@ -333,14 +345,14 @@ def render_report(summary: dict, config: dict, header: dict,
     lines += table_lines(summary, class_names_of(config))
     lines += [""]
     lines += _notes_lines(summary, notes)
-    lines += _visualization_lines(int(config.get("latent_dim", 2)))
+    lines += _visualization_lines(int(config.get("latent_dim", 2)), curves)
     return "\n".join(lines) + "\n"
 
 
 def write_report(run_dir, summary: dict, config: dict, header: dict,
-                 notes: list[str] | None = None) -> Path:
+                 notes: list[str] | None = None, curves: bool = False) -> Path:
     """Render and write run_dir/REPORT.md atomically (temp file in run_dir, then os.replace)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    text = render_report(summary, config, header, notes)
+    text = render_report(summary, config, header, notes, curves)
     return write_text(run_dir / "REPORT.md", text)

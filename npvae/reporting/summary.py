@@ -199,7 +199,8 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
     drawn (all eight unless the outputs or the history cannot be plotted). Images are drawn at
     cfg.shape (grey or RGB; strips when it is unknown), classes by their names (the legend
     says "digit" unless the data names its classes); model gmm's components are its classes,
-    so they are named too."""
+    so they are named too. A history with model gmm's per-epoch figures (held-out accuracy,
+    confident targets, consistency term) also gets plots.CURVES_FIGURE."""
     run_dir = Path(run_dir)
     shape, classes = cfg.shape, class_names(cfg)
     what = "class" if cfg.class_names else "digit"
@@ -234,6 +235,9 @@ def draw_figures(run_dir, p: Params, cfg: Config, x, y, splits: Splits, history:
         "reconstruction_by_component": lambda f: plots.plot_reconstruction_by_component(
             x[shown[:3]], by_comp[:3], qs[:3], weighted[:3], f, title, shape),
     }
+    if plots.has_curves(history):                       # model gmm's per-epoch figures
+        figures["training_curves"] = lambda f: plots.plot_training_curves(history, f)
+        path["training_curves"] = run_dir / plots.CURVES_FIGURE
     drawn = []
     for key, draw in figures.items():
         try:

@@ -108,6 +108,7 @@ def rerender(run_dir) -> Path:
 
 def _rerender(run_dir: Path) -> Path:
     from npvae.reporting import summary as S
+    from npvae.reporting.plots import has_curves
     from npvae.reporting.report import write_report
     from npvae.training.data import load_data
 
@@ -118,7 +119,7 @@ def _rerender(run_dir: Path) -> Path:
     x, y, splits = load_data(cfg)
     S.draw_figures(run_dir, params, cfg, x, y, splits, history)
     return write_report(run_dir, summary, report_config(cfg, len(y)), run["header"],
-                        run.get("notes"))
+                        run.get("notes"), curves=has_curves(history))
 
 
 def report_config(cfg: Config, n: int) -> dict:

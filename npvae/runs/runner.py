@@ -229,6 +229,7 @@ def _run_info(cfg: Config, n: int, stamp: str, command, preset: str | None = Non
 
 def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: bool,
            resume_points: bool = True, test=None) -> int:
+    from npvae.reporting.plots import has_curves
     from npvae.reporting.report import table_lines, write_report
     from npvae.training.loop import fit
 
@@ -279,7 +280,8 @@ def _train(out: Path, cfg: Config, x, y, splits, run_info: dict, state, quiet: b
     R.write_json(out / R.SUMMARY_FILE, summary)
     R.write_json(out / R.RUN_FILE, {**run_info, "notes": notes, "fit_seconds": result.fit_seconds,
                                     "total_seconds": time.perf_counter() - t0})
-    report = write_report(out, summary, R.report_config(cfg, len(y)), run_info["header"], notes)
+    report = write_report(out, summary, R.report_config(cfg, len(y)), run_info["header"], notes,
+                          curves=has_curves(result.history))
     if not quiet and not reason:
         print("\n".join(table_lines(summary, cfg.class_names or None)), file=sys.stderr)
     print(f"report: {report}")
