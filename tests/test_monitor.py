@@ -112,6 +112,11 @@ def test_gmm_consistency_run_shows_the_curves(tmp_path):
     assert all(0 <= v <= 1 for v in h[HELDOUT_KEY] + h["cons_confident"])
     assert all(v >= 0 for v in h["cons_loss"]) and len(h["cons_loss"]) == 3
     assert "  acc " in proc.stderr and "  cons " in proc.stderr
+    # the last row's accuracy is the report's held-out accuracy (the final weights)
+    import json
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["heldout_accuracy"]["components q(c|x)"] == pytest.approx(h[HELDOUT_KEY][-1],
+                                                                             abs=0.04)
     assert (out / CURVES_FIGURE).is_file()
     report = (out / "REPORT.md").read_text()
     assert f"![Training Curves]({CURVES_FIGURE})" in report

@@ -3,6 +3,7 @@
     <run>/REPORT.md            the report (seed layout)
     <run>/summary.json         every metric, usage per component, pi
     <run>/history.csv          one row per epoch: every term for train_ and val_, pi_k, usage_k
+                               (model gmm: also heldout_acc, cons_loss, cons_confident)
     <run>/config.toml          the fully resolved config (re-runnable with --config), each
                                given setting's line ending in where it came from
     <run>/run.json             the command line, data source, timings, the settings' sources
