@@ -65,17 +65,17 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     (epochs completed), fit_seconds_."""
 
     def __init__(self, *, preset=None, val_fraction=0.1, image_shape=(), model="mixture", K=10,
-                 latent_dim=2, hidden_dims=(256, 128, 64), embed_dim=8, pathway_dim=32,
-                 decoder_dims=(128, 256), classifier_dims=(64, 64), dropout=0.2, num_classes=10,
-                 input_dim=None, encoder="dense", decoder="dense", conv_channels=(32, 64),
-                 w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0, dirichlet_alpha=5.0, w_div=-0.05,
-                 w_cls=1.0, labeled_per_batch=0, warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0,
-                 aug_scale=0.0, aug_shift=0.0, aug_side=None, w_cons=0.0, cons_threshold=0.95,
-                 cons_temperature=0.0, strong_rotate=30.0, strong_scale=0.2, strong_shift=4.0,
-                 strong_cutout=12, lr=0.001, lr_decay="none", beta1=0.9, beta2=0.999,
-                 adam_eps=1e-08, weight_decay=0.0001, grad_clip=1.0, epochs=50, batch_size=128,
-                 eval_batch_size=128, patience=30, dtype="float32", scaling="pixels",
-                 random_state=42, verbose=False):
+                 classifier="component", latent_dim=2, hidden_dims=(256, 128, 64), embed_dim=8,
+                 pathway_dim=32, decoder_dims=(128, 256), classifier_dims=(64, 64), dropout=0.2,
+                 num_classes=10, input_dim=None, encoder="dense", decoder="dense",
+                 conv_channels=(32, 64), w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0,
+                 dirichlet_alpha=5.0, w_div=-0.05, w_cls=1.0, labeled_per_batch=0, warmup_epochs=0,
+                 anneal_epochs=0, aug_rotate=0.0, aug_scale=0.0, aug_shift=0.0, aug_side=None,
+                 w_cons=0.0, cons_threshold=0.95, cons_temperature=0.0, strong_rotate=30.0,
+                 strong_scale=0.2, strong_shift=4.0, strong_cutout=12, lr=0.001, lr_decay="none",
+                 beta1=0.9, beta2=0.999, adam_eps=1e-08, weight_decay=0.0001, grad_clip=1.0,
+                 epochs=50, batch_size=128, eval_batch_size=128, patience=30, dtype="float32",
+                 scaling="pixels", random_state=42, verbose=False):
         for key, value in locals().items():         # scikit-learn: store, do not check
             if key not in ("self", "__class__"):
                 setattr(self, key, value)

@@ -1,0 +1,170 @@
+"""The tau classifier of model gmm (npvae/core/tau.py, docs/math.md section 18): its term's
+gradient (float64 central differences, random upstream gradients), what tau and the term mean,
+the whole gmm loss with K = 15 > C = 10 components, fit re-forming tau every epoch, and the
+config rules."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npvae.core import gmm
+from npvae.core import layers as L
+from npvae.core import tau as T
+from npvae.core.config import Config, ConfigError
+from npvae.core.model import loss_and_grads
+from npvae.core.noise import draw_noise
+from npvae.core.params import init_params
+
+from conftest import LABEL_CASES, check_layer, make_batch, numerical_grad, perturb, rel_err
+
+TOL = 1e-6
+
+
+def random_tau(rng, K, C):
+    """A tau as tau_map makes one: positive rows that sum to 1."""
+    return T.tau_map(rng.random((40, K)), rng.integers(0, C, 40), C)
+
+
+def tau_config(**overrides) -> Config:
+    """A small gmm model with classifier tau, K = 15 components for C = 10 classes, every
+    weight non-zero so every path is used."""
+    base = dict(model="gmm", classifier="tau", input_dim=12, hidden_dims=(8, 6),
+                decoder_dims=(7, 9), latent_dim=3, K=15, num_classes=10, dtype="float64",
+                w_kl=0.7, w_klc=0.9, w_dir=0.4, w_div=-0.3, w_cls=2.0)
+    return Config(**{**base, **overrides}).validate()
+
+
+# ------------------------------------------------------------------ the term's gradient
+@pytest.mark.parametrize("labels", LABEL_CASES)
+def test_tau_term_gradient_wrt_log_responsibilities(labels):
+    rng = np.random.default_rng([1, LABEL_CASES.index(labels)])
+    lq = L.log_softmax(rng.standard_normal((6, 5)))
+    cfg = Config(K=5, num_classes=3)
+    _, y = make_batch(cfg, 6, labels, rng)
+    tau = random_tau(rng, 5, 3)
+    err = check_layer(lambda a: T.tau_ce_forward(a, y, tau), T.tau_ce_backward, [lq], [0], rng)
+    assert max(err) < 1e-7
+
+
+def test_tau_term_gradient_wrt_the_scores_through_log_softmax():
+    """The chain latent_backward uses: s -> lq = log softmax(s) -> the term."""
+    rng = np.random.default_rng(2)
+    y = np.array([0, -1, 2, 1, 2, -1])
+    tau = random_tau(rng, 5, 3)
+
+    def fwd(s):
+        lq, c_lq = L.log_softmax_forward(s)
+        ce, c_ce = T.tau_ce_forward(lq, y, tau)
+        return ce, (c_lq, c_ce)
+
+    def bwd(dy, cache):
+        c_lq, c_ce = cache
+        return L.log_softmax_backward(T.tau_ce_backward(dy, c_ce), c_lq)
+
+    assert max(check_layer(fwd, bwd, [rng.standard_normal((6, 5))], [0], rng)) < 1e-7
+
+
+def setup(labels: str, seed: int = 0, **overrides):
+    rng = np.random.default_rng([seed, LABEL_CASES.index(labels)])
+    cfg = tau_config(**overrides)
+    p = init_params(cfg, rng)
+    perturb(p, rng, 0.5)
+    x, y = make_batch(cfg, 6, labels, rng)
+    return cfg, p, x, y, draw_noise(cfg, 6, rng), random_tau(rng, cfg.K, cfg.num_classes)
+
+
+@pytest.mark.parametrize("labels", LABEL_CASES)
+@pytest.mark.parametrize("term", ("cls", "total"))
+def test_whole_gmm_loss_gradient_with_tau(term, labels):
+    """Every parameter of the model (encoder through q, prior, decoder), K = 15 > C = 10."""
+    cfg, p, x, y, noise, tau = setup(labels)
+    if term == "cls":
+        cfg = cfg.replace(w_rec=0.0, w_kl=0.0, w_klc=0.0, w_dir=0.0, w_div=0.0)
+    loss, g, terms = loss_and_grads(p, x, y, noise, cfg, tau)
+    assert loss == pytest.approx(sum(terms.values()))
+    num = numerical_grad(lambda: gmm.forward(p, x, y, cfg, noise, tau=tau)[0], p.flat, h=1e-5)
+    worst = {n: rel_err(g[n].ravel(), num[o:o + g[n].size])
+             for n, o in zip(p.layout.names, p.layout.offsets)}
+    if term == "cls" and labels != "none":
+        assert np.abs(g["enc0.W"]).max() > 0      # the term reaches the encoder through q
+    assert max(worst.values()) < TOL, worst
+
+
+# ------------------------------------------------------------------------ meaning
+def test_rows_of_tau_sum_to_one_and_follow_the_counts():
+    q = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.0, 0.1, 0.9], [0.3, 0.3, 0.4]])
+    y = np.array([0, 0, 1, -1])
+    S = T.soft_counts(q, y, 2)
+    np.testing.assert_allclose(S, [[1.7, 0.0], [0.3, 0.1], [0.0, 0.9]])
+    tau = T.tau_map(q, y, 2)
+    np.testing.assert_allclose(tau.sum(axis=1), 1.0)
+    np.testing.assert_allclose(tau[0], [1.8 / 1.9, 0.1 / 1.9])
+    np.testing.assert_allclose(tau[2], [0.1 / 1.1, 1.0 / 1.1])
+    np.testing.assert_allclose(T.predict(q, tau).sum(axis=1), 1.0)
+    # every largest entry is above 0.5 (component 1's is 0.4 / 0.6); no labels: rows of 1/3
+    assert list(T.free_components(tau)) == []
+    assert list(T.free_components(T.tau_map(q, np.full(4, -1), 3))) == [0, 1, 2]
+
+
+def test_ood_score():
+    tau = np.array([[1.0, 0.0], [0.5, 0.5]])
+    q = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(T.ood_score(q, tau), [0.0, 0.5, 0.5])
+
+
+def test_identity_tau_is_the_component_cross_entropy():
+    """K = C and tau = I: -log sum_c q_c tau[c, y] = -log q_y, the component CE on the scores,
+    and the gradients agree too."""
+    rng = np.random.default_rng(3)
+    s, y = rng.standard_normal((7, 4)), np.array([0, 3, -1, 2, 2, -1, 1])
+    lq, c_lq = L.log_softmax_forward(s)
+    ce_tau, c_tau = T.tau_ce_forward(lq, y, np.eye(4))
+    ce, c_ce = L.labeled_ce_forward(s, y)
+    assert ce_tau == pytest.approx(ce, rel=1e-13)
+    ds_tau = L.log_softmax_backward(T.tau_ce_backward(1.7, c_tau), c_lq)
+    np.testing.assert_allclose(ds_tau, L.labeled_ce_backward(1.7, c_ce), atol=1e-14)
+
+
+def test_identity_tau_gives_the_component_loss():
+    """The whole gmm loss with classifier tau, K = C, tau = I equals the component loss on
+    batches with no label (gamma = q on every row either way)."""
+    cfg, p, x, y, noise, _ = setup("none", K=10)
+    loss_tau, g_tau, _ = loss_and_grads(p, x, y, noise, cfg, np.eye(10))
+    loss, g, _ = loss_and_grads(p, x, y, noise, cfg.replace(classifier="component"))
+    assert loss_tau == pytest.approx(loss, rel=1e-13)
+    np.testing.assert_allclose(g_tau.flat, g.flat, atol=1e-13)
+
+
+def test_a_small_step_against_the_gradient_lowers_the_term():
+    rng = np.random.default_rng(4)
+    s, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+    tau = random_tau(rng, 6, 3)
+
+    def term(s):
+        lq, c_lq = L.log_softmax_forward(s)
+        ce, c_ce = T.tau_ce_forward(lq, y, tau)
+        return ce, L.log_softmax_backward(T.tau_ce_backward(1.0, c_ce), c_lq)
+
+    before, ds = term(s)
+    assert term(s - 1e-2 * ds)[0] < before
+
+
+def test_tau_is_needed():
+    cfg, p, x, y, noise, _ = setup("several")
+    with pytest.raises(ValueError, match="tau"):
+        gmm.forward(p, x, y, cfg, noise)
+
+
+# ---------------------------------------------------------------------- config rules
+@pytest.mark.parametrize("overrides,field", [
+    (dict(model="mixture", classifier="tau"), "classifier"),
+    (dict(model="gmm", K=12, num_classes=10), "K"),
+    (dict(model="gmm", classifier="tau", K=8, num_classes=10), "K"),
+])
+def test_config_rules(overrides, field):
+    with pytest.raises(ConfigError, match=field):
+        Config(**overrides).validate()
+
+
+def test_config_allows_more_components_with_tau():
+    assert Config(model="gmm", classifier="tau", K=15).validate().K == 15
