@@ -14,6 +14,7 @@ from npvae.core.config import Config, ConfigError
 from npvae.core.model import loss_and_grads
 from npvae.core.noise import draw_noise
 from npvae.core.params import init_params
+from npvae.training.loop import fit
 
 from conftest import LABEL_CASES, check_layer, make_batch, numerical_grad, perturb, rel_err
 
@@ -168,3 +169,27 @@ def test_config_rules(overrides, field):
 
 def test_config_allows_more_components_with_tau():
     assert Config(model="gmm", classifier="tau", K=15).validate().K == 15
+
+
+# ------------------------------------------------------------------ a tiny training run
+@pytest.mark.parametrize("engine", ("fast", "reference"))
+def test_fit_forms_tau_every_epoch(digits, monkeypatch, engine):
+    """2 epochs, K = 15 components for 10 classes: tau is formed at each epoch's start from the
+    weights of that moment, so it changes; the fast engine runs core's latent block then, and
+    the two engines agree."""
+    x, yv, tr, va = digits
+    cfg = Config(model="gmm", classifier="tau", K=15, latent_dim=4, hidden_dims=(32,),
+                 decoder_dims=(32,), epochs=2, labeled_per_batch=8, dtype="float64",
+                 batch_size=64).validate()
+    seen = []
+    fit_tau = gmm.fit_tau
+    monkeypatch.setattr(gmm, "fit_tau", lambda *a, **k: seen.append(fit_tau(*a, **k)) or seen[-1])
+    res = fit(cfg, x, yv, tr, va, progress=False, engine=engine)
+    assert res.epochs_completed == 2 and not res.diverged
+    assert len(seen) == 2 and all(t.shape == (15, 10) for t in seen)
+    np.testing.assert_allclose(seen[1].sum(axis=1), 1.0)
+    assert np.abs(seen[1] - seen[0]).max() > 1e-3
+    if engine == "fast":
+        ref = fit(cfg, x, yv, tr, va, progress=False, engine="reference")
+        np.testing.assert_allclose(res.history["train_loss"], ref.history["train_loss"],
+                                   rtol=1e-8)

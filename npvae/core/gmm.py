@@ -237,6 +237,18 @@ def backward(p: Params, cache, cfg: Config) -> Params:
     return g
 
 
+def fit_tau(p: Params, x, y, cfg: Config, ops: Blocks | None = None, chunk: int = 1024):
+    """The tau classifier's map from the current parameters (docs/math.md, section 18):
+    eval-mode q(c|x) (z = mu, no noise) of the labeled images among x (N, D), y (N,), in
+    chunks, then tau (K, C) from their soft counts (npvae/core/tau.py:tau_map)."""
+    rows = np.flatnonzero(y >= 0)
+    q = np.zeros((rows.size, cfg.K))
+    for i in range(0, rows.size, chunk):
+        part = rows[i:i + chunk]
+        q[i:i + part.size] = np.exp(class_log_posterior(p, x[part], cfg, ops))
+    return T.tau_map(q, y[rows], cfg.num_classes)
+
+
 # ------------------------------------------------------- consistency (docs/math.md, section 17)
 def class_log_posterior(p: Params, x, cfg: Config, ops: Blocks | None = None):
     """log q(c|x) in eval mode (z = mu), the classifier that predictions use: x (B, D) ->
