@@ -193,3 +193,16 @@ def test_fit_forms_tau_every_epoch(digits, monkeypatch, engine):
         ref = fit(cfg, x, yv, tr, va, progress=False, engine="reference")
         np.testing.assert_allclose(res.history["train_loss"], ref.history["train_loss"],
                                    rtol=1e-8)
+
+
+def test_the_worked_example_of_the_docs():
+    """docs/math.md section 18: K = 3, C = 2, one image of class 1."""
+    q, tau, y = np.array([[0.6, 0.3, 0.1]]), np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]), \
+        np.array([1])
+    ce, cache = T.tau_ce_forward(np.log(q), y, tau)
+    assert ce == pytest.approx(1.0498, abs=1e-4)
+    ds = L.log_softmax_backward(T.tau_ce_backward(1.0, cache), np.log(q))
+    np.testing.assert_allclose(ds, [[0.4286, -0.3857, -0.0429]], atol=1e-4)
+    np.testing.assert_allclose(T.predict(q, tau), [[0.65, 0.35]])
+    np.testing.assert_allclose(T.ood_score(q, tau), [0.46])
+    assert T.free_components(tau).size == 0
