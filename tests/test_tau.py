@@ -150,10 +150,11 @@ def test_a_small_step_against_the_gradient_lowers_the_term():
     assert term(s - 1e-2 * ds)[0] < before
 
 
-def test_tau_is_needed():
+def test_tau_is_needed_on_labeled_rows_only():
     cfg, p, x, y, noise, _ = setup("several")
     with pytest.raises(ValueError, match="tau"):
         gmm.forward(p, x, y, cfg, noise)
+    assert gmm.forward(p, x, np.full_like(y, -1), cfg, noise)[1]["cls"] == 0.0
 
 
 # ---------------------------------------------------------------------- config rules
@@ -206,3 +207,17 @@ def test_the_worked_example_of_the_docs():
     np.testing.assert_allclose(T.predict(q, tau), [[0.65, 0.35]])
     np.testing.assert_allclose(T.ood_score(q, tau), [0.46])
     assert T.free_components(tau).size == 0
+
+
+def test_the_report_predicts_with_q_tau():
+    """reporting: classifier tau's one predictor is p(y|x) = q tau, tau from the training
+    labels only (y_seen)."""
+    from npvae.reporting.summary import predictors
+
+    rng = np.random.default_rng(5)
+    q = L.softmax_forward(rng.standard_normal((20, 15)))[0]
+    seen = np.where(rng.random(20) < 0.5, rng.integers(0, 10, 20), -1)
+    cfg = tau_config()
+    probs = predictors(None, cfg, {"q": q}, seen)
+    assert list(probs) == ["components q(c|x) tau"]
+    np.testing.assert_allclose(probs["components q(c|x) tau"], q @ T.tau_map(q, seen, 10))

@@ -106,9 +106,10 @@ def latent_forward(p: Params, mu, lv, z, y, cfg: Config, tau=None):
     mu, lv, z (B, d), y (B,) -> (sums dict, q (B, K), s (B, K), pi (K,), cache).
     cfg.classifier "tau" (docs/math.md, section 18): tau (K, C) maps components to classes,
     gamma = q on every row (a label no longer names one component) and the labeled term is
-    -log sum_c q(c|x) tau[c, y] (npvae/core/tau.py), tau a constant."""
+    -log sum_c q(c|x) tau[c, y] (npvae/core/tau.py), tau a constant; a batch with no labeled
+    row needs no tau (None)."""
     with_tau = cfg.classifier == "tau"
-    if with_tau and tau is None:
+    if with_tau and tau is None and (y >= 0).any():
         raise ValueError("classifier tau needs the map tau (K, C): npvae/core/tau.py:tau_map")
     lpi, s, lq, c_resp = responsibilities_forward(p, z)
     gam, lgam, labeled = posterior(lq, np.full_like(y, -1) if with_tau else y)
