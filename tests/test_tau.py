@@ -221,3 +221,18 @@ def test_the_report_predicts_with_q_tau():
     probs = predictors(None, cfg, {"q": q}, seen)
     assert list(probs) == ["components q(c|x) tau"]
     np.testing.assert_allclose(probs["components q(c|x) tau"], q @ T.tau_map(q, seen, 10))
+
+
+def test_the_estimator_predicts_with_its_tau_and_keeps_it(digits, tmp_path):
+    from npvae import MixtureVAEClassifier
+
+    x, yv, tr, _ = digits
+    clf = MixtureVAEClassifier(model="gmm", classifier="tau", K=12, latent_dim=3,
+                               hidden_dims=(16,), decoder_dims=(16,), epochs=1,
+                               batch_size=64, dtype="float64").fit(x[tr], yv[tr])
+    assert clf.config_.K == 12 and clf.tau_.shape == (12, 10)
+    proba = clf.predict_proba(x[:5])
+    np.testing.assert_allclose(proba, clf.responsibilities(x[:5]) @ clf.tau_)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    back = MixtureVAEClassifier.load(clf.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(back.predict_proba(x[:5]), proba)
