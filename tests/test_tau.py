@@ -236,3 +236,24 @@ def test_the_estimator_predicts_with_its_tau_and_keeps_it(digits, tmp_path):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     back = MixtureVAEClassifier.load(clf.save(tmp_path / "m.npz"))
     np.testing.assert_array_equal(back.predict_proba(x[:5]), proba)
+
+
+def test_a_run_stopped_inside_an_epoch_resumes_with_that_epochs_tau(digits, tmp_path):
+    """The map is formed at step 0 from the weights of that moment; a run stopped inside the
+    epoch (and written to and read from a resume file) carries it, so it ends where the
+    uninterrupted run ends."""
+    from npvae.training.checkpoint import load_resume, save_resume
+
+    x, yv, tr, va = digits
+    cfg = Config(model="gmm", classifier="tau", K=12, latent_dim=3, hidden_dims=(16,),
+                 decoder_dims=(16,), epochs=2, labeled_per_batch=8, dtype="float64",
+                 batch_size=64).validate()
+    a = fit(cfg, x, yv, tr, va, progress=False)
+    calls = iter(range(10**6))
+    stopped = fit(cfg, x, yv, tr, va, progress=False, should_stop=lambda: next(calls) == 7)
+    assert stopped.interrupted and stopped.state.epoch == 2 and stopped.state.step > 0
+    path = save_resume(tmp_path / "resume.npz", stopped.state, cfg)
+    state = load_resume(path, cfg, len(tr))
+    np.testing.assert_array_equal(state.tau, stopped.state.tau)
+    c = fit(cfg, x, yv, tr, va, progress=False, state=state)
+    np.testing.assert_array_equal(a.params.flat, c.params.flat)

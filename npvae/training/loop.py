@@ -97,7 +97,9 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
         step_cfg = _scheduled(cfg, run.epoch)           # this epoch's KL weights and lr
         model.reweight(step_cfg)
         if cfg.classifier == "tau":                     # from the epoch's starting weights
-            model.tau = gmm.fit_tau(p, xtr, ytr, cfg, model.ops, cfg.eval_batch_size)
+            if run.step == 0 or run.tau is None:        # (a resumed epoch keeps its map)
+                run.tau = gmm.fit_tau(p, xtr, ytr, cfg, model.ops, cfg.eval_batch_size)
+            model.tau = run.tau
         while run.step < steps:
             idx, noise, xb = batches.draw(run.order, run.step)
             clock.lap("batch")
