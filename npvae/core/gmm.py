@@ -23,6 +23,9 @@ label is known (the component *is* the class, K = num_classes). The loss, per ba
 With w_rec = w_kl = w_klc = 1 and the other weights 0 it is the negative ELBO of the mixture
 model; the training loop scales w_kl and w_klc by Config.kl_scale(epoch) (warm-up, anneal).
 The terms keep the seed's names, so histories, reports and the engines treat both models alike.
+Config.classifier = "tau" (docs/math.md, section 18) lets K >= num_classes: gamma = q on every
+row, and L_cls = w_cls mean over labeled rows of -log sum_c q(c|x_i) tau[c, y_i], tau (K, C)
+the map from components to classes that training forms every epoch (npvae/core/tau.py).
 Config.encoder / decoder = "conv" put 3x3 stride-2 convolutions before the trunk / transposed
 ones after the decoder MLP (npvae/core/convnet.py); everything between them is unchanged.
 
