@@ -4,7 +4,8 @@ with its default, help text and check, declared with settings.py), the layer pai
 frozen noise (noise.py), AdamW (optim.py), the pieces both models share (blocks.py), the
 seed's mixture model and model "gmm" (model.py, gmm.py; model.py also picks one by
 cfg.model), gmm's conv encoder and decoder (convnet.py), the consistency term between two
-views of an image and the mean teacher (consistency.py) and sampling from the prior
+views of an image and the mean teacher (consistency.py), gmm's tau classifier mapping
+K >= C components to the classes (tau.py) and sampling from the prior
 (sampling.py). This is the readable reference every faster path is tested against.
 It imports only NumPy and itself: nothing else in npvae.
 """

@@ -24,6 +24,7 @@ from .settings import (DEGREES, FRACTION, PIXELS, WEIGHT, ConfigError, Rule, at_
                        check_fields, one_of, positive, refuse, setting, widths)
 
 MODELS = ("mixture", "gmm")
+CLASSIFIERS = ("component", "tau")     # model gmm: how components become classes
 NETS = ("dense", "conv")          # Config.encoder and Config.decoder
 LR_DECAYS = ("none", "cosine")    # Config.lr_decay
 DTYPES = ("float32", "float64")   # Config.dtype
@@ -67,6 +68,10 @@ class Config:
         extension=True)
     K: int = setting(10, "model", "mixture components",
                      at_least(1, "the number of components must be at least 1"))
+    classifier: str = setting(
+        "component", "model", "model gmm: component (component c is class c, K = num_classes) "
+        "or tau (K >= num_classes components mapped to classes by the soft counts tau; "
+        "docs/math.md)", one_of(CLASSIFIERS), extension=True)
     latent_dim: int = setting(2, "model", "d, the size of z", at_least(1))
     hidden_dims: tuple[int, ...] = setting((256, 128, 64), "model", "encoder trunk widths",
                                            widths("layer widths", "256 128 64"))
@@ -194,9 +199,15 @@ class Config:
         shape (conv sides, warp and cutout sizes), for a Config whose data is not loaded yet
         (npvae/training/data.py:fit_to_data checks them once it is)."""
         check_fields(self)
-        self._need(self.model != "gmm" or self.K == self.num_classes, "K",
+        self._need(self.classifier == "component" or self.model == "gmm", "classifier",
+                   "the tau classifier maps model gmm's components to classes (--model gmm)")
+        self._need(self.model != "gmm" or self.classifier != "component"
+                   or self.K == self.num_classes, "K",
                    f"model gmm uses one component per class, so K must equal num_classes "
-                   f"({self.num_classes})")
+                   f"({self.num_classes}); --classifier tau allows more components")
+        self._need(self.classifier != "tau" or self.K >= self.num_classes, "K",
+                   f"the tau classifier needs at least one component per class: K >= "
+                   f"num_classes ({self.num_classes})")
         self._need(not self.image_shape or math.prod(self.image_shape) == self.input_dim,
                    "image_shape", f"its {math.prod(self.image_shape)} values per image must "
                    f"equal input_dim ({self.input_dim})")

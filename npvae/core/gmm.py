@@ -23,6 +23,9 @@ label is known (the component *is* the class, K = num_classes). The loss, per ba
 With w_rec = w_kl = w_klc = 1 and the other weights 0 it is the negative ELBO of the mixture
 model; the training loop scales w_kl and w_klc by Config.kl_scale(epoch) (warm-up, anneal).
 The terms keep the seed's names, so histories, reports and the engines treat both models alike.
+Config.classifier = "tau" (docs/math.md, section 18) lets K >= num_classes: gamma = q on every
+row, and L_cls = w_cls mean over labeled rows of -log sum_c q(c|x_i) tau[c, y_i], tau (K, C)
+the map from components to classes that training forms every epoch (npvae/core/tau.py).
 Config.encoder / decoder = "conv" put 3x3 stride-2 convolutions before the trunk / transposed
 ones after the decoder MLP (npvae/core/convnet.py); everything between them is unchanged.
 
@@ -31,11 +34,15 @@ READABLE, the functions of this file and layers.py; the engine passes fused subs
 """
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
+
 import numpy as np
 
 from . import consistency as C
 from . import convnet
 from . import layers as L
+from . import tau as T
 from .blocks import Blocks, Outputs, mlp_backward, mlp_forward
 from .config import Config
 from .noise import Noise
@@ -96,30 +103,38 @@ def posterior(lq, y):
     return gam, lgam, labeled
 
 
-def latent_forward(p: Params, mu, lv, z, y, cfg: Config):
+def latent_forward(p: Params, mu, lv, z, y, cfg: Config, tau=None):
     """Everything between the encoder and the decoder: the responsibilities and every loss
     term but the reconstruction (weighted, summed over the B rows, not yet divided by B).
-    mu, lv, z (B, d), y (B,) -> (sums dict, q (B, K), s (B, K), pi (K,), cache)."""
+    mu, lv, z (B, d), y (B,) -> (sums dict, q (B, K), s (B, K), pi (K,), cache).
+    cfg.classifier "tau" (docs/math.md, section 18): tau (K, C) maps components to classes,
+    gamma = q on every row (a label no longer names one component) and the labeled term is
+    -log sum_c q(c|x) tau[c, y] (npvae/core/tau.py), tau a constant; a batch with no labeled
+    row needs no tau (None)."""
+    with_tau = cfg.classifier == "tau"
+    if with_tau and tau is None and (y >= 0).any():
+        raise ValueError("classifier tau needs the map tau (K, C): npvae/core/tau.py:tau_map")
     lpi, s, lq, c_resp = responsibilities_forward(p, z)
-    gam, lgam, labeled = posterior(lq, y)
+    gam, lgam, labeled = posterior(lq, np.full_like(y, -1) if with_tau else y)
     kl, c_kl = L.gauss_kl_mix_forward(mu, lv, p["prior_mu"], p["prior_lv"])  # (B, K)
     klc = (gam * (lgam - lpi)).sum(axis=-1)                                 # (B,)
     pi = np.exp(lpi)
     dirp, c_dir = L.dirichlet_forward(pi, cfg.dirichlet_alpha)
     ent, c_ent = L.entropy_forward(gam.mean(axis=0))
-    ce, c_ce = L.labeled_ce_forward(s, y)                                   # -log q(y|x)
+    ce, c_ce = (T.tau_ce_forward(lq, y, tau) if with_tau
+                else L.labeled_ce_forward(s, y))                            # -log q(y|x)
     B = mu.shape[0]
     sums = {"kl_z": cfg.w_kl * float((gam * kl).sum()), "kl_c": cfg.w_klc * float(klc.sum()),
             "dirichlet": B * cfg.w_dir * float(dirp), "diversity": B * cfg.w_div * float(ent),
             "cls": B * cfg.w_cls * float(ce)}
-    cache = (B, pi, lpi, gam, lgam, labeled, kl, c_resp, c_kl, c_dir, c_ent, c_ce)
+    cache = (B, pi, lpi, gam, lgam, labeled, kl, c_resp, c_kl, c_dir, c_ent, (with_tau, c_ce))
     return sums, np.exp(lq), s, pi, cache
 
 
 def latent_backward(cache, g: Params, cfg: Config):
     """Reverse of latent_forward for the loss (sums / B): writes the prior's gradients
     (pi_logits, prior_mu, prior_lv) into g and returns dmu, dlv (B, d) and dz (B, d)."""
-    B, pi, lpi, gam, lgam, labeled, kl, c_resp, c_kl, c_dir, c_ent, c_ce = cache
+    B, pi, lpi, gam, lgam, labeled, kl, c_resp, c_kl, c_dir, c_ent, (with_tau, c_ce) = cache
     c_lpi, c_pdf, c_lq = c_resp
     # KL to the components, weighted by gamma: d/dkl = gamma, d/dgamma = kl
     dmu, dlv, dm, dv = L.gauss_kl_mix_backward(cfg.w_kl / B * gam, c_kl)
@@ -131,7 +146,10 @@ def latent_backward(cache, g: Params, cfg: Config):
     # gamma = q = e^lq and log gamma = lq on unlabeled rows only (labeled rows are constants)
     q = np.exp(c_lq)
     dlq = np.where(labeled[:, None], 0.0, q * dgam + dlgam)
-    ds = L.log_softmax_backward(dlq, c_lq) + L.labeled_ce_backward(cfg.w_cls, c_ce)  # (B, K)
+    if with_tau:                       # the tau term depends on s through lq
+        ds = L.log_softmax_backward(dlq + T.tau_ce_backward(cfg.w_cls, c_ce), c_lq)
+    else:
+        ds = L.log_softmax_backward(dlq, c_lq) + L.labeled_ce_backward(cfg.w_cls, c_ce)
     # s = lpi + log N(z; m, e^v)
     dlpi += ds.sum(axis=0)
     dz, dm_s, dv_s = L.gauss_logpdf_mix_backward(ds, c_pdf)
@@ -188,12 +206,22 @@ def encoder_backward(dmu, dlv, cache, g: Params) -> None:
         convnet.encoder_backward(dx, c_conv, g)                             # (B, D), unused
 
 
+def with_tau(ops: Blocks | None, cfg: Config, tau) -> Blocks:
+    """ops for cfg: with classifier tau, the readable latent block bound to tau (the fused
+    kernels compute the component cross-entropy only); otherwise ops as they are."""
+    ops = ops or READABLE
+    if cfg.classifier != "tau":
+        return ops
+    return dataclasses.replace(ops, latent_forward=partial(latent_forward, tau=tau),
+                               latent_backward=latent_backward)
+
+
 def forward(p: Params, x, y, cfg: Config, noise: Noise | None = None,
-            ops: Blocks | None = None):
+            ops: Blocks | None = None, tau=None):
     """Training mode when `noise` is given (sampled z), eval mode otherwise (z = mu).
-    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled.
+    x (B, D) in [0,1], y (B,) ints with -1 = unlabeled; tau (K, C) for classifier tau.
     Returns (loss, terms dict of weighted terms, Outputs, cache)."""
-    B, ops = x.shape[0], ops or READABLE
+    B, ops = x.shape[0], with_tau(ops, cfg, tau)
     (mu, lv, z, l, bce), c_rows = rows_forward(p, x, None if noise is None else noise.eps,
                                                cfg, ops)
     sums, q, s, pi, c_lat = ops.latent_forward(p, mu, lv, z, y, cfg)
@@ -211,6 +239,18 @@ def backward(p: Params, cache, cfg: Config) -> Params:
     dmu, dlv, dz_lat = ops.latent_backward(c_lat, g, cfg)
     rows_backward_encoder(dmu, dlv, dz + dz_lat, c_rows, g)
     return g
+
+
+def fit_tau(p: Params, x, y, cfg: Config, ops: Blocks | None = None, chunk: int = 1024):
+    """The tau classifier's map from the current parameters (docs/math.md, section 18):
+    eval-mode q(c|x) (z = mu, no noise) of the labeled images among x (N, D), y (N,), in
+    chunks, then tau (K, C) from their soft counts (npvae/core/tau.py:tau_map)."""
+    rows = np.flatnonzero(y >= 0)
+    q = np.zeros((rows.size, cfg.K))
+    for i in range(0, rows.size, chunk):
+        part = rows[i:i + chunk]
+        q[i:i + part.size] = np.exp(class_log_posterior(p, x[part], cfg, ops))
+    return T.tau_map(q, y[rows], cfg.num_classes)
 
 
 # ------------------------------------------------------- consistency (docs/math.md, section 17)

@@ -176,19 +176,25 @@ def graph(cfg: Config):
     return sys.modules[__name__]
 
 
-def loss_and_grads(p: Params, x, y, noise: Noise, cfg: Config):
-    """Pure function of (params, batch, noise) -> (loss, grads, terms), for either model."""
+def loss_and_grads(p: Params, x, y, noise: Noise, cfg: Config, tau=None):
+    """Pure function of (params, batch, noise[, tau]) -> (loss, grads, terms), for either
+    model; tau (K, C) is model gmm's class map under classifier tau (npvae/core/tau.py)."""
     m = graph(cfg)
-    loss, terms, _, cache = m.forward(p, x, y, cfg, noise)
+    loss, terms, _, cache = m.forward(p, x, y, cfg, noise, **_tau(cfg, tau))
     return loss, m.backward(p, cache, cfg), terms
 
 
-def evaluate(p: Params, x, cfg: Config, y=None):
+def _tau(cfg: Config, tau) -> dict:
+    """The tau keyword for gmm.forward under classifier tau; nothing for the other cases."""
+    return {"tau": tau} if cfg.classifier == "tau" else {}
+
+
+def evaluate(p: Params, x, cfg: Config, y=None, tau=None):
     """Eval-mode forward (z = mu, no dropout): (Outputs, terms). y defaults to all unlabeled.
     Model gmm: Outputs.logits is (B, 1, D) (one decoder) and cls_logits = log p(c, z)."""
     if y is None:
         y = np.full(x.shape[0], -1)
-    loss, terms, out, _ = graph(cfg).forward(p, x, y, cfg, None)
+    loss, terms, out, _ = graph(cfg).forward(p, x, y, cfg, None, **_tau(cfg, tau))
     return out, {**terms, "loss": loss}
 
 

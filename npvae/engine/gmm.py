@@ -44,6 +44,7 @@ class GMMEngine(Engine):
         Python thread needs no per-thread buffers or hand-overs (benchmarks/README.md)."""
         super().__init__(cfg, threads or (None if cfg.convolutional else 1))
         self.ops = ops          # the blocks: FAST, or gmm.READABLE
+        self.tau = None         # classifier tau: the map (K, C) fit sets every epoch
 
     def blas(self, T: int):
         return blas_one_thread() if self.cfg.convolutional else blas_single_thread(T)
@@ -53,6 +54,7 @@ class GMMEngine(Engine):
         gradient written into g: returns (loss, terms)."""
         t0, B, cfg = time.perf_counter(), x.shape[0], self.train_cfg
         rows, latent = [None] * self.threads, {}
+        ops = gmm.with_tau(self.ops, cfg, self.tau)   # classifier tau: core's latent block
         # thread 0 writes into g itself; the others' buffers stay 0 at the prior's entries
         grads = [g] + self.thread_grads(g, "step", first=1)
         dec = g.layout.offsets[g.layout.names.index("dec0.W")]    # the decoder: g.flat[dec:]
@@ -66,8 +68,8 @@ class GMMEngine(Engine):
             barrier.wait()
             if t == 0:                         # B. the latent block, on the whole batch
                 mu, lv, z = (np.concatenate(a) for a in zip(*rows[:T]))
-                latent["sums"], *_, c_lat = self.ops.latent_forward(p, mu, lv, z, y, cfg)
-                latent["grads"] = self.ops.latent_backward(c_lat, g_t, cfg)
+                latent["sums"], *_, c_lat = ops.latent_forward(p, mu, lv, z, y, cfg)
+                latent["grads"] = ops.latent_backward(c_lat, g_t, cfg)
             else:                              # meanwhile: the decoder's sums over threads
                 self.sum_share(g, grads[:T], dec, g.flat.size, t - 1, T - 1)
             barrier.wait()                     # C. rows: the encoder backward
@@ -87,6 +89,6 @@ class GMMEngine(Engine):
         """Eval mode (z = mu) on one chunk: (terms with "loss", the sum of q over the chunk
         (K,), and the Outputs of model.evaluate when `outputs`, else None)."""
         y = np.full(x.shape[0], -1) if y is None else y
-        loss, terms, out, _ = gmm.forward(p, x, y, self.cfg, None, self.ops)
+        loss, terms, out, _ = gmm.forward(p, x, y, self.cfg, None, self.ops, self.tau)
         terms["loss"] = loss
         return terms, out.q.sum(axis=0, dtype=np.float64), (out if outputs else None)

@@ -32,11 +32,12 @@ class ReferenceEngine(Engine):
 
     def __init__(self, cfg: Config):
         super().__init__(cfg, threads=1)
+        self.tau = None         # classifier tau: the map (K, C) fit sets every epoch
 
     def loss_and_grads(self, p: Params, x, y, noise: Noise, g: Params):
         """core's loss_and_grads with every gradient written into g: returns (loss, terms)."""
         t0 = time.perf_counter()
-        loss, grads, terms = loss_and_grads(p, x, y, noise, self.train_cfg)
+        loss, grads, terms = loss_and_grads(p, x, y, noise, self.train_cfg, self.tau)
         np.copyto(g.flat, grads.flat)
         self.lap("forward+backward", t0)
         return loss, terms
@@ -44,7 +45,7 @@ class ReferenceEngine(Engine):
     def evaluate(self, p: Params, x, y=None, outputs: bool = False):
         """core's evaluate on one chunk: (terms with "loss", q summed over it (K,), Outputs
         when `outputs`, else None)."""
-        out, terms = evaluate(p, x, self.cfg, y)
+        out, terms = evaluate(p, x, self.cfg, y, self.tau)
         return terms, out.q.sum(axis=0, dtype=np.float64), (out if outputs else None)
 
     @staticmethod

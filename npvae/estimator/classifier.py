@@ -65,17 +65,17 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     (epochs completed), fit_seconds_."""
 
     def __init__(self, *, preset=None, val_fraction=0.1, image_shape=(), model="mixture", K=10,
-                 latent_dim=2, hidden_dims=(256, 128, 64), embed_dim=8, pathway_dim=32,
-                 decoder_dims=(128, 256), classifier_dims=(64, 64), dropout=0.2, num_classes=10,
-                 input_dim=None, encoder="dense", decoder="dense", conv_channels=(32, 64),
-                 w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0, dirichlet_alpha=5.0, w_div=-0.05,
-                 w_cls=1.0, labeled_per_batch=0, warmup_epochs=0, anneal_epochs=0, aug_rotate=0.0,
-                 aug_scale=0.0, aug_shift=0.0, aug_side=None, w_cons=0.0, cons_threshold=0.95,
-                 cons_temperature=0.0, strong_rotate=30.0, strong_scale=0.2, strong_shift=4.0,
-                 strong_cutout=12, lr=0.001, lr_decay="none", beta1=0.9, beta2=0.999,
-                 adam_eps=1e-08, weight_decay=0.0001, grad_clip=1.0, epochs=50, batch_size=128,
-                 eval_batch_size=128, patience=30, dtype="float32", scaling="pixels",
-                 random_state=42, verbose=False):
+                 classifier="component", latent_dim=2, hidden_dims=(256, 128, 64), embed_dim=8,
+                 pathway_dim=32, decoder_dims=(128, 256), classifier_dims=(64, 64), dropout=0.2,
+                 num_classes=10, input_dim=None, encoder="dense", decoder="dense",
+                 conv_channels=(32, 64), w_rec=1.0, w_kl=0.5, w_klc=0.001, w_dir=1.0,
+                 dirichlet_alpha=5.0, w_div=-0.05, w_cls=1.0, labeled_per_batch=0, warmup_epochs=0,
+                 anneal_epochs=0, aug_rotate=0.0, aug_scale=0.0, aug_shift=0.0, aug_side=None,
+                 w_cons=0.0, cons_threshold=0.95, cons_temperature=0.0, strong_rotate=30.0,
+                 strong_scale=0.2, strong_shift=4.0, strong_cutout=12, lr=0.001, lr_decay="none",
+                 beta1=0.9, beta2=0.999, adam_eps=1e-08, weight_decay=0.0001, grad_clip=1.0,
+                 epochs=50, batch_size=128, eval_batch_size=128, patience=30, dtype="float32",
+                 scaling="pixels", random_state=42, verbose=False):
         for key, value in locals().items():         # scikit-learn: store, do not check
             if key not in ("self", "__class__"):
                 setattr(self, key, value)
@@ -104,8 +104,8 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                              f"image's C x H x W values, channel after channel.")
         if own["num_classes"] is None:
             own["num_classes"] = n_classes
-            if own["model"] == "gmm":
-                own["K"] = n_classes
+            if own["model"] == "gmm" and own["classifier"] == "component":
+                own["K"] = n_classes            # one component per class
         seed = self.random_state
         if seed is None:                            # fresh entropy, never the global state
             seed = int(np.random.SeedSequence().entropy % 2**32)
@@ -183,6 +183,9 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.params_, self.config_, self.classes_ = result.params, cfg, classes
         self.history_, self.n_iter_ = result.history, result.epochs_completed
         self.fit_seconds_ = result.fit_seconds
+        if cfg.classifier == "tau":     # the map from the final weights and training labels
+            from npvae.core.gmm import fit_tau
+            self.tau_ = fit_tau(result.params, x[train_idx], codes[train_idx], cfg)
         return self
 
     # ---------------------------------------------------------------- outputs
@@ -194,9 +197,15 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """(n, C) class probabilities from the run's best predictor
         (npvae.reporting.summary.predictors): softmax of the classifier head at z = mu for the
-        seed's model, q(c|x) for model gmm (its components are the classes)."""
+        seed's model, q(c|x) for model gmm (its components are the classes), q(c|x) tau with
+        classifier tau."""
         from npvae.core.layers import softmax_forward
         o = self._outputs(X)
+        if self.config_.classifier == "tau":
+            if getattr(self, "tau_", None) is None:
+                raise ValueError("this classifier-tau model has no map tau_ (it comes from "
+                                 "fit or a file written by save); refit it to predict.")
+            return o["q"] @ self.tau_
         return o["q"] if self.config_.model == "gmm" else softmax_forward(o["cls_logits"])[0]
 
     def predict(self, X) -> np.ndarray:
@@ -238,6 +247,8 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         extra = {"__estimator__": np.array(json.dumps(_plain(self.get_params()))),
                  "__classes__": np.asarray(self.classes_)}
+        if getattr(self, "tau_", None) is not None:
+            extra["__tau__"] = np.asarray(self.tau_)
         return save_checkpoint(path, self.params_, self.config_, **extra)
 
     @classmethod
@@ -253,6 +264,8 @@ class MixtureVAEClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             est, classes = _from_config(cls, cfg), np.arange(cfg.num_classes)
         est.params_, est.config_, est.classes_ = params, cfg, classes
         est.n_features_in_, est.history_, est.n_iter_ = cfg.input_dim, None, None
+        if "__tau__" in extra:
+            est.tau_ = np.asarray(extra["__tau__"])
         return est
 
     @classmethod

@@ -17,6 +17,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from npvae.core import tau as T
+
 EPS = 1e-8
 
 
@@ -120,11 +122,9 @@ def tau_map(q: np.ndarray, y: np.ndarray, num_classes: int, a0: float = 0.1) -> 
     """(K, C) map from components to labels, learned from the labeled rows (y >= 0) only:
     soft counts S[k, c] = sum_i q_ik [y_i = c], tau[k, c] = (S[k, c] + a0) / sum_c' (S[k, c'] + a0).
     p(y|x) = sum_k q(k|x) tau[k, y] predicts a digit from the responsibilities; a component no
-    labeled image uses maps to the uniform distribution."""
-    q = _rows(q)
-    rows = np.asarray(y) >= 0
-    S = q[rows].T @ np.eye(num_classes)[np.asarray(y)[rows]]            # (K, C)
-    return (S + a0) / (S + a0).sum(axis=1, keepdims=True)
+    labeled image uses maps to the uniform distribution. The math is core's
+    (npvae/core/tau.py:tau_map), which model gmm's classifier tau trains with."""
+    return T.tau_map(_rows(q), np.asarray(y), num_classes, a0)
 
 
 def clustering_scores(q: np.ndarray, y: np.ndarray) -> tuple[float, float]:

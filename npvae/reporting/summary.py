@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from npvae.core import gmm
+from npvae.core import tau as T
 from npvae.core.config import Config
 from npvae.core.layers import sigmoid, softmax_forward
 from npvae.core.model import evaluate, responsibilities
@@ -53,6 +54,8 @@ def predictors(p: Params, cfg: Config, outputs: dict, y_seen: np.ndarray) -> dic
              components to digits) takes them from here, never from the held-out images.
     """
     q = outputs["q"]
+    if cfg.classifier == "tau":             # K >= C components mapped to classes by tau
+        return {"components q(c|x) tau": T.predict(q, T.tau_map(q, y_seen, cfg.num_classes))}
     if cfg.model == "gmm":                  # the components are the classes: q is the classifier
         return {"components q(c|x)": q}
     return {
@@ -134,6 +137,15 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
     q, logits = o["q"], o["cls_logits"]
     val, tr, lab = splits.val, splits.train, splits.labeled
     y = np.asarray(y)
+    tau_rows = {}
+    if cfg.classifier == "tau":     # the classes' scores are log p(y|x) = log q tau, not s
+        tau = T.tau_map(q, B.training_labels(y, splits), cfg.num_classes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logits = np.log(T.predict(q, tau))
+        tau_rows = {"free_components": T.free_components(tau).tolist(),
+                    "free_below": T.FREE_BELOW,
+                    "ood_score_mean_val": float(T.ood_score(q[val], tau).mean())
+                    if val.size else float("nan")}
     known = np.flatnonzero(y >= 0)                  # (n_known,) the images with a label
     q_known, y_known = q[known], y[known]
     val_known = val[y[val] >= 0]
@@ -187,6 +199,7 @@ def summarize(p: Params, cfg: Config, x, y, splits: Splits, history: dict,
         "loss_parts_sum": sum(last[f"train_{t}"] for t in
                               ("recon", "kl_z", "kl_c", "dirichlet", "diversity", "cls")),
         "usage": u_val.tolist(), "pi": pi.tolist(),
+        **tau_rows,
     }
     if known.size < len(y):
         s["unlabeled_images"] = len(y) - known.size

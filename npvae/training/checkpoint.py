@@ -101,6 +101,8 @@ def _resume_arrays(state, cfg: Config, data: dict | None) -> dict:
               "__opt_v__": state.opt.v, "__best__": state.best_params.flat}
     if state.order is not None:
         arrays["__order__"] = np.asarray(state.order, dtype=np.int64)
+    if state.tau is not None and state.step > 0:    # at step 0 the map is formed afresh
+        arrays["__tau__"] = np.asarray(state.tau, dtype=np.float64)
     return arrays
 
 
@@ -211,7 +213,7 @@ def load_resume(path, cfg: Config, n_train: int, data: dict | None = None):
         order=extra.get("__order__"), best_params=Params(layout, extra["__best__"].copy()),
         best_loss=float(meta["best_loss"]), best_epoch=int(meta["best_epoch"]),
         history=meta["history"], fit_seconds=float(meta["fit_seconds"]),
-        epoch_sums=meta.get("epoch_sums", {}))
+        epoch_sums=meta.get("epoch_sums", {}), tau=extra.get("__tau__"))
     problem = state.position_problem(n_train, cfg.batch_size)
     if problem:
         raise CheckpointError(f"checkpoint {path} cannot be resumed: {problem}.")

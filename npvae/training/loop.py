@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from npvae.core import gmm
 from npvae.core.config import Config
 from npvae.core.layers import softmax_forward
 from npvae.core.model import TERMS
@@ -101,6 +102,10 @@ def fit(cfg: Config, x: np.ndarray, y_visible: np.ndarray, train_idx: np.ndarray
             run.order = rngs["shuffle"].permutation(n)
         step_cfg = _scheduled(cfg, run.epoch)           # this epoch's KL weights and lr
         model.reweight(step_cfg)
+        if cfg.classifier == "tau":                     # from the epoch's starting weights
+            if run.step == 0 or run.tau is None:        # (a resumed epoch keeps its map)
+                run.tau = gmm.fit_tau(p, xtr, ytr, cfg, model.ops, cfg.eval_batch_size)
+            model.tau = run.tau
         while run.step < steps:
             idx, noise, xb = batches.draw(run.order, run.step)
             clock.lap("batch")

@@ -51,6 +51,9 @@ class TrainState:
     fit_seconds: float
     # the epoch in progress's running sums of the per-epoch figures (training/monitor.py)
     epoch_sums: dict = field(default_factory=dict)
+    # model gmm, classifier tau: the epoch's map (K, C), formed at its step 0 from the weights
+    # of that moment; kept so that a run stopped inside the epoch resumes with the same map
+    tau: np.ndarray | None = None
 
     def position_problem(self, n: int, batch_size: int) -> str:
         """Why this position cannot continue a training split of n images ("" if it can):
