@@ -241,15 +241,20 @@ def backward(p: Params, cache, cfg: Config) -> Params:
     return g
 
 
+def class_log_posterior_chunks(p: Params, x, cfg: Config, ops: Blocks | None = None,
+                               chunk: int = 1024):
+    """class_log_posterior of x (N, D) in chunks of `chunk` rows: log q(c|x) (N, K)."""
+    return np.concatenate([class_log_posterior(p, x[i:i + chunk], cfg, ops)
+                           for i in range(0, x.shape[0], chunk)])
+
+
 def fit_tau(p: Params, x, y, cfg: Config, ops: Blocks | None = None, chunk: int = 1024):
     """The tau classifier's map from the current parameters (docs/math.md, section 18):
     eval-mode q(c|x) (z = mu, no noise) of the labeled images among x (N, D), y (N,), in
     chunks, then tau (K, C) from their soft counts (npvae/core/tau.py:tau_map)."""
     rows = np.flatnonzero(y >= 0)
-    q = np.zeros((rows.size, cfg.K))
-    for i in range(0, rows.size, chunk):
-        part = rows[i:i + chunk]
-        q[i:i + part.size] = np.exp(class_log_posterior(p, x[part], cfg, ops))
+    q = np.exp(class_log_posterior_chunks(p, x[rows], cfg, ops, chunk)) if rows.size else \
+        np.zeros((0, cfg.K))
     return T.tau_map(q, y[rows], cfg.num_classes)
 
 

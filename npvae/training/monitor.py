@@ -24,6 +24,7 @@ import numpy as np
 
 from npvae.core import gmm
 from npvae.core.config import Config
+from npvae.core.tau import predict
 
 __all__ = ["CONS_KEYS", "HELDOUT_KEY", "Monitor"]
 
@@ -63,21 +64,21 @@ class Monitor:
             row["cons_loss"] = s.get("cons", 0.0) / n if n else nan
             row["cons_confident"] = s.get("confident", 0) / n if n else nan
         if self.val_labels is not None:
-            row[HELDOUT_KEY] = self.heldout_accuracy(p, xva)
+            row[HELDOUT_KEY] = self.heldout_accuracy(p, xva, run.tau)
         run.epoch_sums = {}
         before = len(run.history["epoch"]) - 1
         for k, v in row.items():
             run.history.setdefault(k, [float("nan")] * before).append(float(v))
         return row
 
-    def heldout_accuracy(self, p, xva) -> float:
-        """The share of labeled validation images whose argmax q(c|x) (eval mode, in chunks
-        of eval_batch_size) is their label; NaN when none has a label."""
+    def heldout_accuracy(self, p, xva, tau=None) -> float:
+        """The share of labeled validation images whose predicted class (eval mode, in chunks
+        of eval_batch_size) is their label: argmax q(c|x), or argmax q(c|x) tau with the tau
+        classifier's map (K, C); NaN when none has a label."""
         known = self.val_labels >= 0
         if not known.any():
             return float("nan")
-        bs = self.cfg.eval_batch_size
-        pred = np.concatenate([
-            gmm.class_log_posterior(p, xva[s:s + bs], self.cfg, self.ops).argmax(axis=1)
-            for s in range(0, xva.shape[0], bs)])
-        return float(np.mean(pred[known] == self.val_labels[known]))
+        lq = gmm.class_log_posterior_chunks(p, xva, self.cfg, self.ops,
+                                            self.cfg.eval_batch_size)       # (N, K)
+        scores = lq if tau is None else predict(np.exp(lq), tau)            # (N, K) or (N, C)
+        return float(np.mean(scores.argmax(axis=1)[known] == self.val_labels[known]))
